@@ -1,0 +1,166 @@
+"""The Derivation: forward program, adjoint program and gradients for a spec and T steps.
+
+This object is the single source every printer and template reads; nothing downstream
+re-derives anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from types import ModuleType
+
+import sympy as sp
+from sympy import MatAdd, MatrixSymbol
+
+from .adjoint import StepAdjoint, step_adjoint
+from .program import Assignment, Parameter, StepProgram, at_step, rnn_step, t
+from .spec import Spec
+
+
+@dataclass(frozen=True)
+class Gradient:
+    """One gradient: ``∂L/∂<of> = Σ_t term(t)`` (or one value per step for inputs).
+
+    Attributes:
+        label: equation tag, ``G1`` ... shared by the LaTeX and the generated code.
+        of: the symbol the gradient is taken with respect to (``W_ih``, ``x[t]``, ``h[0]``).
+        torch_name: the key in the generated ``backward``'s result (``weight_ih_l0``, ``input``).
+        generic: the per-step term for the symbolic step ``t``.
+        terms: the term at each step ``t = 1..T`` (one entry for ``h[0]``).
+        summed: whether the gradient is the sum of ``terms`` (parameters) or one per step.
+    """
+
+    label: str
+    of: MatrixSymbol
+    torch_name: str
+    generic: sp.Basic
+    terms: tuple[sp.Basic, ...]
+    summed: bool
+
+
+class Derivation:
+    """BPTT for ``torch.nn.RNN`` over ``spec.steps`` steps, derived symbolically.
+
+    Column convention, one sample; ``g_t = ∂L/∂output_t`` and ``g_n = ∂L/∂h_n`` are the upstream
+    cotangents torch's backward receives (``h_n.sum().backward()``: ``g_t = 0``, ``g_n = 1``)::
+
+        (F_t)  z_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh,     h_t = act(z_t)
+        (B_t)  h̄_t = g_t + W_hhᵀ δ_{t+1}   (h̄_T = g_T + g_n),  δ_t = h̄_t ⊙ act'(h_t)
+        (G)    ∂L/∂W_ih = Σ_t δ_t x_tᵀ,  ∂L/∂W_hh = Σ_t δ_t h_{t-1}ᵀ,  ∂L/∂b_ih = ∂L/∂b_hh = Σ_t δ_t,
+               ∂L/∂x_t = W_ihᵀ δ_t,  ∂L/∂h_0 = W_hhᵀ δ_1
+    """
+
+    def __init__(self, spec: Spec) -> None:
+        self.spec = spec
+        self.step: StepProgram = rnn_step(spec)
+        self.adjoint: StepAdjoint = step_adjoint(self.step)
+
+    @property
+    def parameters(self) -> tuple[Parameter, ...]:
+        return self.step.parameters
+
+    @cached_property
+    def forward(self) -> tuple[tuple[Assignment, ...], ...]:
+        """The step equations for ``t = 1..T``, labelled ``F1..FT``."""
+        return tuple(
+            tuple(a.at_step(k, f"F{k}") for a in self.step.assignments)
+            for k in range(1, self.spec.steps + 1)
+        )
+
+    @cached_property
+    def backward(self) -> tuple[tuple[Assignment, ...], ...]:
+        """The adjoint equations for ``t = T..1`` (in that order), labelled ``BT..B1``."""
+        steps = []
+        last = self.spec.steps
+        for k in range(last, 0, -1):
+            assignments = [a.at_step(k, f"B{k}") for a in self.adjoint.assignments]
+            if k == last:
+                first = assignments[0]
+                assignments[0] = Assignment(
+                    first.target,
+                    MatAdd(at_step(self.adjoint.cotangent, k), self.adjoint.final),
+                    first.label,
+                )
+            steps.append(tuple(assignments))
+        return tuple(steps)
+
+    @cached_property
+    def gradients(self) -> tuple[Gradient, ...]:
+        """``∂L/∂`` every parameter (sums over steps), every input ``x_t`` and ``h_0``."""
+        steps = range(1, self.spec.steps + 1)
+        grads = []
+        for parameter in self.parameters:
+            term = self.adjoint.parameter_terms[parameter.symbol]
+            grads.append((parameter.symbol, parameter.torch_name, term, True))
+        for symbol, term in self.adjoint.input_terms.items():
+            grads.append((symbol, "input", term, False))
+        (previous, carry), = self.adjoint.carry.items()
+        result = []
+        for i, (of, name, term, summed) in enumerate(grads, start=1):
+            terms = tuple(at_step(term, k) for k in steps)
+            result.append(Gradient(f"G{i}", of, name, term, terms, summed))
+        result.append(
+            Gradient(f"G{len(grads) + 1}", at_step(previous, 1), "hx", carry,
+                     (at_step(carry, 1),), False)
+        )
+        return tuple(result)
+
+    @property
+    def step_symbol(self) -> sp.Symbol:
+        return t
+
+    # --- outputs -------------------------------------------------------------------------
+
+    def to_text(self, width: int = 100) -> str:
+        """The derivation for a terminal: equations, recurrences, gradients, unrolled sums."""
+        from .printing.text import derivation_text
+
+        return derivation_text(self, width=width)
+
+    def to_latex(self) -> str:
+        """A standalone LaTeX document; every equation carries a ``\\tag``."""
+        from .printing.document import latex_document
+
+        return latex_document(self)
+
+    def to_markdown(self) -> str:
+        """Markdown with ``$$`` display math, as GitHub renders it."""
+        from .printing.document import markdown_document
+
+        return markdown_document(self)
+
+    def _repr_latex_(self) -> str:
+        from .printing.document import latex_summary
+
+        return latex_summary(self)
+
+    def render(self, name: str | None = None) -> str:
+        """Source of the generated PyTorch module; nothing is written."""
+        from .codegen import render_module
+
+        return render_module(self, name or self.spec.default_name)
+
+    def write(self, out_dir: str | Path = "generated", name: str | None = None,
+              force: bool = False) -> Path:
+        """Write the generated module to ``out_dir/<name>.py`` atomically; return its path."""
+        from .codegen import write_module
+
+        return write_module(self, Path(out_dir), name or self.spec.default_name, force=force)
+
+    def load(self, name: str | None = None) -> ModuleType:
+        """Import the generated module from its source, without writing a file."""
+        from .codegen import load_module
+
+        return load_module(self.render(name), name or self.spec.default_name)
+
+
+def derive(steps: int = 3, input_size: int = 1, hidden_size: int = 2, nonlinearity: str = "tanh",
+           bias: bool = True, loop: bool | None = None) -> Derivation:
+    """Derive BPTT for ``torch.nn.RNN(input_size, hidden_size, nonlinearity=..., bias=...)``.
+
+    Raises:
+        SpecError: for steps or sizes that are not positive integers, or an unknown nonlinearity.
+    """
+    return Derivation(Spec(steps, input_size, hidden_size, nonlinearity, bias, loop))

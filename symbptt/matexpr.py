@@ -1,0 +1,106 @@
+"""Matrix-level expression nodes SymPy lacks: element-wise functions and their derivatives.
+
+SymPy holds every other node (``MatrixSymbol``, ``MatMul``, ``MatAdd``, ``HadamardProduct``,
+``Transpose``); :class:`Elementwise` adds ``f(X)`` applied entry by entry, with ``_entry`` so that
+``as_explicit()`` expands it to scalars (the scalar view). Derivatives of the activations are
+element-wise functions of the activation's OUTPUT ``y``, as torch computes them::
+
+    tanh'    = 1 - y ⊙ y
+    sigmoid' = y ⊙ (1 - y)
+    relu'    = [y > 0]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+from sympy.matrices.expressions import MatrixExpr
+
+
+@dataclass(frozen=True)
+class ElementwiseFunction:
+    """How one element-wise function evaluates and prints; ``{0}`` stands for the argument."""
+
+    scalar: sp.Lambda
+    latex: str
+    text: str
+    torch: str
+    derivative: str | None = None
+    """Name of the function of the output that gives this function's derivative."""
+
+
+_y = sp.Symbol("y")
+
+FUNCTIONS: dict[str, ElementwiseFunction] = {
+    "tanh": ElementwiseFunction(
+        sp.Lambda(_y, sp.tanh(_y)), r"\tanh\left({0}\right)", "tanh({0})", "torch.tanh({0})",
+        derivative="dtanh",
+    ),
+    "relu": ElementwiseFunction(
+        sp.Lambda(_y, sp.Max(0, _y)), r"\operatorname{{relu}}\left({0}\right)", "relu({0})",
+        "torch.relu({0})", derivative="drelu",
+    ),
+    "sigmoid": ElementwiseFunction(
+        sp.Lambda(_y, 1 / (1 + sp.exp(-_y))), r"\sigma\left({0}\right)", "σ({0})",
+        "torch.sigmoid({0})", derivative="dsigmoid",
+    ),
+    "dtanh": ElementwiseFunction(
+        sp.Lambda(_y, 1 - _y**2), r"\left(1 - {0} \odot {0}\right)", "(1 − {0} ⊙ {0})",
+        "(1 - {0} * {0})",
+    ),
+    "dsigmoid": ElementwiseFunction(
+        sp.Lambda(_y, _y * (1 - _y)), r"{0} \odot \left(1 - {0}\right)", "{0} ⊙ (1 − {0})",
+        "({0} * (1 - {0}))",
+    ),
+    "drelu": ElementwiseFunction(
+        sp.Lambda(_y, sp.Heaviside(_y, 0)), r"\mathbb{{1}}\left[{0} > 0\right]", "[{0} > 0]",
+        "({0} > 0)",
+    ),
+}
+
+
+class Elementwise(MatrixExpr):
+    """``f(X)``: the function named ``name`` (a key of :data:`FUNCTIONS`) applied entry-wise."""
+
+    is_commutative = False
+
+    def __new__(cls, name: str | sp.Symbol, arg: MatrixExpr) -> Elementwise:
+        name = str(name)
+        if name not in FUNCTIONS:
+            raise KeyError(name)
+        return super().__new__(cls, sp.Symbol(name), arg)
+
+    @property
+    def name(self) -> str:
+        return self.args[0].name
+
+    @property
+    def arg(self) -> MatrixExpr:
+        return self.args[1]
+
+    @property
+    def function(self) -> ElementwiseFunction:
+        return FUNCTIONS[self.name]
+
+    @property
+    def shape(self) -> tuple:
+        return self.arg.shape
+
+    def _entry(self, i, j, **kwargs):
+        return self.function.scalar(self.arg._entry(i, j, **kwargs))
+
+    def _eval_transpose(self) -> Elementwise:
+        return Elementwise(self.name, self.arg.T)
+
+    def doit(self, **hints) -> Elementwise:
+        arg = self.arg.doit(**hints) if hints.get("deep", True) else self.arg
+        return Elementwise(self.name, arg)
+
+
+def derivative_of_output(name: str, output: MatrixExpr) -> Elementwise:
+    """``f'`` as a function of ``y = f(x)``: the factor the backward pass multiplies by."""
+    derivative = FUNCTIONS[name].derivative
+    if derivative is None:
+        raise KeyError(f"no derivative rule for {name!r}")
+    return Elementwise(derivative, output)

@@ -1,0 +1,1 @@
+"""Printers of the derivation: terminal text, LaTeX/Markdown documents, PyTorch code."""

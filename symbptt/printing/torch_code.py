@@ -1,0 +1,94 @@
+"""Prints column-convention matrix expressions as batched, row-convention PyTorch code.
+
+Math (one sample, columns) and code (a batch of rows) relate by transposition::
+
+    W v        ->  v @ W.T           Wᵀ v     ->  v @ W
+    u ⊙ v      ->  u * v             f(v)     ->  torch.f(v)
+    u vᵀ       ->  u.T @ v           (the sum over the batch: a parameter's gradient)
+
+Vectors are ``(B, n)`` tensors (``batch_dims=1``) or, for a whole sequence, ``(T, B, n)``
+(``batch_dims=2``); parameters print as torch's tensors, biases ``(n,)`` broadcast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sympy as sp
+from sympy import HadamardProduct, MatAdd, MatMul, MatrixSymbol, Transpose
+from sympy.printing.pytorch import TorchPrinter
+
+from ..errors import CodegenError
+from ..matexpr import Elementwise
+
+
+class BatchedTorchPrinter(TorchPrinter):
+    """``TorchPrinter`` for the matrix-level nodes of a derivation, in row convention.
+
+    Args:
+        name: maps a variable to the code that holds it (``h[3]`` -> ``h3``).
+        is_parameter: whether a symbol is a parameter (not batched).
+        batch_dims: 1 for per-step tensors ``(B, n)``, 2 for stacked ``(T, B, n)``.
+        per_step: with stacked tensors, reduce over the batch only, keeping one result per
+            step (``(T, n, m)``), instead of over batch and steps.
+    """
+
+    def __init__(self, name: Callable[[MatrixSymbol], str],
+                 is_parameter: Callable[[MatrixSymbol], bool], batch_dims: int = 1,
+                 per_step: bool = False) -> None:
+        super().__init__()
+        self._name = name
+        self._is_parameter = is_parameter
+        self._batch_dims = batch_dims
+        self._per_step = per_step
+
+    def _print_MatrixSymbol(self, expr: MatrixSymbol) -> str:
+        return self._name(expr)
+
+    def _operand(self, expr: sp.Basic) -> str:
+        text = self._print(expr)
+        return f"({text})" if isinstance(expr, (MatAdd, HadamardProduct)) else text
+
+    def _print_MatAdd(self, expr: MatAdd) -> str:
+        return " + ".join(self._print(arg) for arg in expr.args)
+
+    def _print_HadamardProduct(self, expr: HadamardProduct) -> str:
+        return " * ".join(self._operand(arg) for arg in expr.args)
+
+    def _print_Elementwise(self, expr: Elementwise) -> str:
+        return expr.function.torch.format(self._operand(expr.arg))
+
+    def _weight(self, factor: sp.Basic) -> str:
+        """The right-hand operand that applies ``factor`` to a row vector."""
+        if isinstance(factor, Transpose) and self._parameter(factor.arg):
+            return self._print(factor.arg)
+        if self._parameter(factor):
+            return f"{self._print(factor)}.T"
+        raise CodegenError(f"cannot apply {factor} to a batched vector")
+
+    def _parameter(self, expr: sp.Basic) -> bool:
+        return isinstance(expr, MatrixSymbol) and self._is_parameter(expr)
+
+    def _flat(self, expr: sp.Basic) -> str:
+        text = self._operand(expr)
+        return text if self._batch_dims == 1 else f"{text}.flatten(0, 1)"
+
+    def _print_MatMul(self, expr: MatMul) -> str:
+        *left, last = expr.args
+        if isinstance(last, Transpose) and len(left) == 1 and not self._parameter(last.arg):
+            # u vᵀ summed over the batch (and the steps when stacked)
+            if self._per_step:
+                return f"{self._operand(left[0])}.transpose(1, 2) @ {self._operand(last.arg)}"
+            return f"{self._flat(left[0])}.T @ {self._flat(last.arg)}"
+        code = self._operand(last)
+        for factor in reversed(left):
+            code = f"{code} @ {self._weight(factor)}"
+        return code
+
+    def batch_sum(self, expr: sp.Basic) -> str:
+        """``expr`` (a batched vector) summed over the batch (and steps): a bias gradient."""
+        if self._batch_dims == 1:
+            dims = "0"
+        else:
+            dims = "1" if self._per_step else "(0, 1)"
+        return f"{self._operand(expr)}.sum({dims})"

@@ -1,0 +1,129 @@
+"""Programs as lists of named assignments (SSA) over matrix expressions, and the RNN step.
+
+Variables are ``MatrixSymbol``\\ s named ``base[index]`` (``h[t - 1]``, ``h[3]``) or ``base`` for
+parameters (``W_ih``). Column convention, one sample: vectors are ``(n, 1)``. A step program is
+written once for a symbolic step ``t`` and instantiated for ``t = 1..T`` by :func:`at_step`,
+which is what keeps the derivation linear in T.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import sympy as sp
+from sympy import MatAdd, MatMul, MatrixSymbol
+
+from .matexpr import Elementwise
+from .spec import Spec
+
+t = sp.Symbol("t", integer=True, positive=True)
+"""The symbolic step index of generic (per-step) equations."""
+
+_INDEXED = re.compile(r"^(?P<base>\w+)\[(?P<index>.+)\]$")
+
+
+def var(base: str, index: sp.Expr | int, rows: int, cols: int = 1) -> MatrixSymbol:
+    """The variable ``base[index]``, e.g. ``var("h", t - 1, H)`` is ``h_{t-1}``."""
+    return MatrixSymbol(f"{base}[{sp.sympify(index)}]", rows, cols)
+
+
+def split_name(symbol: MatrixSymbol) -> tuple[str, sp.Expr | None]:
+    """``h[t - 1]`` -> ``("h", t - 1)``; ``W_ih`` -> ``("W_ih", None)``."""
+    match = _INDEXED.match(symbol.name)
+    if match is None:
+        return symbol.name, None
+    return match["base"], sp.sympify(match["index"], locals={"t": t})
+
+
+def at_step(expr: sp.Basic, step: int) -> sp.Basic:
+    """Replace the symbolic step ``t`` by ``step`` in every indexed variable of ``expr``."""
+    mapping = {}
+    for symbol in expr.atoms(MatrixSymbol):
+        base, index = split_name(symbol)
+        if index is not None and index.has(t):
+            mapping[symbol] = var(base, index.subs(t, step), *symbol.shape)
+    return expr.xreplace(mapping)
+
+
+def shift(expr: sp.Basic, offset: int) -> sp.Basic:
+    """Replace ``t`` by ``t + offset`` in every indexed variable of ``expr``."""
+    mapping = {}
+    for symbol in expr.atoms(MatrixSymbol):
+        base, index = split_name(symbol)
+        if index is not None and index.has(t):
+            mapping[symbol] = var(base, index.subs(t, t + offset), *symbol.shape)
+    return expr.xreplace(mapping)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """``target = value``, tagged with the equation label the printers and code share."""
+
+    target: MatrixSymbol
+    value: sp.Basic
+    label: str
+
+    def at_step(self, step: int, label: str) -> Assignment:
+        return Assignment(at_step(self.target, step), at_step(self.value, step), label)
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A learnable tensor: its symbol, torch's attribute name and shape, and a description."""
+
+    symbol: MatrixSymbol
+    torch_name: str
+    shape: tuple[int, ...]
+    description: str
+
+
+@dataclass(frozen=True)
+class StepProgram:
+    """One step of a recurrent cell, for the symbolic step ``t``.
+
+    Attributes:
+        assignments: the step's equations in order.
+        inputs: per-step inputs (``x[t]``).
+        states: pairs ``(new, previous)`` of carried state (``(h[t], h[t - 1])``).
+        output: the per-step output whose cotangent ``g[t]`` torch's backward receives.
+        parameters: the learnable tensors, in torch's order.
+    """
+
+    assignments: tuple[Assignment, ...]
+    inputs: tuple[MatrixSymbol, ...]
+    states: tuple[tuple[MatrixSymbol, MatrixSymbol], ...]
+    output: MatrixSymbol
+    parameters: tuple[Parameter, ...]
+
+
+def rnn_step(spec: Spec) -> StepProgram:
+    """``torch.nn.RNN``'s step: ``z_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh``, ``h_t = act(z_t)``."""
+    n_in, n_h = spec.input_size, spec.hidden_size
+    w_ih, w_hh = MatrixSymbol("W_ih", n_h, n_in), MatrixSymbol("W_hh", n_h, n_h)
+    x, h_prev, h, z = var("x", t, n_in), var("h", t - 1, n_h), var("h", t, n_h), var("z", t, n_h)
+    parameters = [
+        Parameter(w_ih, "weight_ih_l0", (n_h, n_in), "input-hidden weights"),
+        Parameter(w_hh, "weight_hh_l0", (n_h, n_h), "hidden-hidden weights"),
+    ]
+    terms = [MatMul(w_ih, x)]
+    if spec.bias:
+        b_ih, b_hh = MatrixSymbol("b_ih", n_h, 1), MatrixSymbol("b_hh", n_h, 1)
+        parameters += [
+            Parameter(b_ih, "bias_ih_l0", (n_h,), "input-hidden bias"),
+            Parameter(b_hh, "bias_hh_l0", (n_h,), "hidden-hidden bias"),
+        ]
+        terms.append(b_ih)
+    terms.append(MatMul(w_hh, h_prev))
+    if spec.bias:
+        terms.append(b_hh)
+    return StepProgram(
+        assignments=(
+            Assignment(z, MatAdd(*terms), "F"),
+            Assignment(h, Elementwise(spec.nonlinearity, z), "F"),
+        ),
+        inputs=(x,),
+        states=((h, h_prev),),
+        output=h,
+        parameters=tuple(parameters),
+    )
