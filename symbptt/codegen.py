@@ -203,6 +203,17 @@ def write_module(derivation: Derivation, out_dir: Path, name: str, force: bool =
     return write_generated(out_dir / f"{name}.py", derivation.render(name), force=force)
 
 
+def load_module_file(path: Path) -> ModuleType:
+    """Import a generated module from its file (under a private name; nothing is cached)."""
+    module_name = f"symbptt_generated.{path.stem}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise CodegenError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def load_module(source: str, name: str) -> ModuleType:
     """Execute generated source as a fresh module named ``symbptt_generated.<name>``."""
     module_name = f"symbptt_generated.{name}"

@@ -10,6 +10,7 @@ from sympy import HadamardProduct, MatAdd, MatMul, MatrixSymbol, Transpose
 from sympy.printing.str import StrPrinter
 
 from ..matexpr import Elementwise
+from ..program import at_step
 from ..unrolled import MAX_STEPS, Chain, unroll
 from .names import text_name
 
@@ -76,10 +77,10 @@ def derivation_text(derivation: Derivation, width: int = 100) -> str:
         lines.append(_wrap(f"{tag:<6} {body}", width, 7))
 
     lines.append(f"BPTT for {spec.describe()}")
-    lines.append(
-        "Column convention, one sample: W x where torch writes x Wᵀ. "
-        "gₜ = ∂L/∂outputₜ, gₙ = ∂L/∂h_n (h_n.sum().backward(): gₜ = 0, gₙ = 1)."
-    )
+    lines.append(_wrap(
+        "Column convention, one sample: W x where torch writes x Wᵀ. Cotangents: "
+        "gₜ = ∂L/∂outputₜ, gₙ = ∂L/∂h_n (h_n.sum().backward() means gₜ = 0, gₙ = 1).",
+        width, 0))
 
     section("Forward, step t")
     equation("Ft", "   ".join(f"{text(a.target)} = {text(a.value)}" for a in derivation.step.assignments))
@@ -90,7 +91,9 @@ def derivation_text(derivation: Derivation, width: int = 100) -> str:
     section("Backward recurrence, step t (δₜ = ∂L/∂zₜ, h̄ₜ = ∂L/∂hₜ)")
     adjoint = derivation.adjoint
     equation("Bt", "   ".join(f"{text(a.target)} = {text(a.value)}" for a in adjoint.assignments))
-    lines.append(f"       with {text(derivation.backward[0][0].value)} at t = T = {spec.steps}")
+    boundary = derivation.backward[0][0]
+    lines.append(f"       at t = T = {spec.steps}: {text(boundary.target)} = {text(boundary.value)}"
+                 " (nothing comes back from step T+1)")
     section(f"Backward, unrolled for T = {spec.steps}")
     for step in derivation.backward:
         equation(step[0].label, ",   ".join(f"{text(a.target)} = {text(a.value)}" for a in step))
@@ -109,25 +112,43 @@ def derivation_text(derivation: Derivation, width: int = 100) -> str:
     if spec.steps > MAX_STEPS:
         lines.append(f"(written out for T ≤ {MAX_STEPS}; derive with fewer steps to see them)")
     else:
-        _unrolled_text(derivation, equation, lines)
-    return "\n".join(lines[:1] + lines[1:]).lstrip("\n")
+        _unrolled_text(derivation, equation, lines, width)
+    return "\n".join(lines)
 
 
-def _unrolled_text(derivation, equation, lines: list[str]) -> None:
+def _unrolled_text(derivation: Derivation, equation, lines: list[str], width: int) -> None:
     final = unroll(derivation, only_final=True)
-    lines.append(
-        "Dₜ = diag(" + text(final.diagonals[0][1]).replace("₁", "ₜ") + "), "
-        "the derivative of the nonlinearity at step t. For L = Σ h_n (gₜ = 0, gₙ = 1):"
-    )
+    derivative = text(derivation.adjoint.assignments[-1].value.args[-1])
+    if derivative.startswith("(") and derivative.endswith(")"):
+        derivative = derivative[1:-1]
+    lines.append(_wrap(
+        f"Dₜ = diag({derivative}), the nonlinearity's derivative at step t, so that "
+        f"u ⊙ f'(hₜ) = Dₜ u. For L = Σ h_n (gₜ = 0, gₙ = 1):", width, 0))
     for gradient in final.gradients:
+        tag = f"U{gradient.label[1:]}"
         if gradient.summed:
             body = " + ".join(_printer.chain(c) for step in reversed(gradient.steps) for c in step)
-            equation(f"U{gradient.label[1:]}", f"{_gradient_name(gradient.of)} = {body}")
-        elif len(gradient.steps) == 1:
-            body = " + ".join(_printer.chain(c) for c in gradient.steps[0])
-            equation(f"U{gradient.label[1:]}", f"{_gradient_name(gradient.of)} = {body}")
+            equation(tag, f"{_gradient_name(gradient.of)} = {body}")
+            continue
+        of = gradient.of if len(gradient.steps) == 1 else None
+        parts = []
+        for k, chains in reversed(list(enumerate(gradient.steps, start=1))):
+            symbol = of if of is not None else at_step(gradient.of, k)
+            parts.append(f"{_gradient_name(symbol)} = " + " + ".join(map(_printer.chain, chains)))
+        equation(tag, parts[0])
+        lines.extend(_wrap(" " * 7 + part, width, 7) for part in parts[1:])
+    if derivation.spec.steps >= 3:
+        example = (
+            " In torch's row form with aₜ = 1 − hₜ², for T = 3 and L = Σ h₃, the t = 1 term of "
+            "∂L/∂W_ih is (((a₃ @ W_hh) * a₂) @ W_hh) * a₁ * x₁, not "
+            "((a₃ @ W_hh) * (a₂ @ W_hh)) * a₁ * x₁."
+        ) if derivation.spec.nonlinearity == "tanh" else ""
+        lines.append(_wrap(
+            "Each term is a CHAIN of matrix products, read right to left from gₙ; multiplying "
+            "per-step factors element-wise instead is the classic hand-derivation mistake."
+            + example, width, 0))
     general = unroll(derivation, only_final=False)
     lines.append("With every cotangent gₜ:")
     for delta, chains in reversed(general.deltas):
         lines.append("       " + _wrap(f"{text(delta)} = " + " + ".join(map(_printer.chain, chains)),
-                                       100, 7))
+                                       width - 7, 7))

@@ -1,0 +1,25 @@
+"""Shared fixtures: derivations and generated modules are cached per spec."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+
+import symbptt
+
+
+@functools.lru_cache(maxsize=None)
+def derivation(**kwargs) -> symbptt.Derivation:
+    return symbptt.derive(**kwargs)
+
+
+@functools.lru_cache(maxsize=None)
+def generated(**kwargs):
+    """The generated module for ``symbptt.derive(**kwargs)``, loaded from its source."""
+    return derivation(**kwargs).load()
+
+
+@pytest.fixture
+def founding():
+    return derivation(steps=3, input_size=1, hidden_size=2)
