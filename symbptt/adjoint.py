@@ -104,7 +104,7 @@ def step_adjoint(program: StepProgram) -> StepAdjoint:
     """Apply the reverse-mode rules to ``program`` for the symbolic step ``t``."""
     if len(program.states) != 1 or program.states[0][0] != program.output:
         raise DerivationError("only cells whose single state is their output are supported")
-    (state, previous), = program.states
+    ((state, previous),) = program.states
     cotangent = var("g", t, *program.output.shape)
     final = MatrixSymbol("g[n]", *program.output.shape)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,17 +31,29 @@ def _spec_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--nonlinearity", default="tanh", help="tanh (default) or relu")
     group.add_argument("--no-bias", dest="bias", action="store_false", help="bias=False")
     form = group.add_mutually_exclusive_group()
-    form.add_argument("--loop", dest="loop", action="store_true", default=None,
-                      help="generated code loops over steps (default above 16 steps)")
-    form.add_argument("--unrolled", dest="loop", action="store_false",
-                      help="generated code writes every step out")
+    form.add_argument(
+        "--loop",
+        dest="loop",
+        action="store_true",
+        default=None,
+        help="generated code loops over steps (default above 16 steps)",
+    )
+    form.add_argument(
+        "--unrolled", dest="loop", action="store_false", help="generated code writes every step out"
+    )
 
 
 def _derivation(args: argparse.Namespace):
     from .derivation import derive
 
-    return derive(steps=args.steps, input_size=args.input_size, hidden_size=args.hidden_size,
-                  nonlinearity=args.nonlinearity, bias=args.bias, loop=args.loop)
+    return derive(
+        steps=args.steps,
+        input_size=args.input_size,
+        hidden_size=args.hidden_size,
+        nonlinearity=args.nonlinearity,
+        bias=args.bias,
+        loop=args.loop,
+    )
 
 
 def _document(derivation, path: Path) -> str:
@@ -57,7 +70,7 @@ def _width() -> int:
 
 def _print_report(report) -> int:
     print()
-    print("Verification: " + report.description)
+    print(textwrap.fill("Verification: " + report.description, width=_width()))
     print(report.table())
     print(report.summary())
     return 0 if report.ok else 1
@@ -112,8 +125,9 @@ def _run_verify(args: argparse.Namespace) -> int:
 
     derivation = _derivation(args)
     print(f"BPTT for {derivation.spec.describe()}")
-    return _print_report(verify(derivation, device=args.device, dtype=args.dtype, seed=args.seed,
-                                batch=args.batch))
+    return _print_report(
+        verify(derivation, device=args.device, dtype=args.dtype, seed=args.seed, batch=args.batch)
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     derive = commands.add_parser(
-        "derive", help="print the derivation, write the generated module, verify it",
+        "derive",
+        help="print the derivation, write the generated module, verify it",
         description="Print the derivation, write <out>/<name>.py and verify it against torch.",
     )
     _spec_options(derive)
@@ -133,21 +148,27 @@ def build_parser() -> argparse.ArgumentParser:
     derive.add_argument("--name", help="module name (default like rnn_tanh_t3_i1_h2)")
     derive.add_argument("--latex", metavar="FILE", help="also write the document (.tex or .md)")
     derive.add_argument("--no-verify", action="store_true", help="skip the check against torch")
-    derive.add_argument("--force", action="store_true",
-                        help="overwrite files that symbptt did not generate")
+    derive.add_argument(
+        "--force", action="store_true", help="overwrite files that symbptt did not generate"
+    )
     derive.set_defaults(run=_run_derive)
 
-    latex = commands.add_parser("latex", help="write the derivation as LaTeX or Markdown",
-                                description="Write the derivation as a .tex or .md document.")
+    latex = commands.add_parser(
+        "latex",
+        help="write the derivation as LaTeX or Markdown",
+        description="Write the derivation as a .tex or .md document.",
+    )
     _spec_options(latex)
     latex.add_argument("-o", "--output", required=True, metavar="FILE", help="FILE.tex or FILE.md")
     latex.add_argument("--pdf", action="store_true", help="also compile FILE.tex with pdflatex")
-    latex.add_argument("--force", action="store_true",
-                       help="overwrite a file that symbptt did not generate")
+    latex.add_argument(
+        "--force", action="store_true", help="overwrite a file that symbptt did not generate"
+    )
     latex.set_defaults(run=_run_latex)
 
     check = commands.add_parser(
-        "verify", help="compare generated gradients with torch's (exit 1 on mismatch)",
+        "verify",
+        help="compare generated gradients with torch's (exit 1 on mismatch)",
         description="Generate the module in memory and compare it with torch.nn.RNN.",
     )
     _spec_options(check)

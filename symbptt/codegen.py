@@ -81,8 +81,9 @@ def _printers(derivation: Derivation):
         BatchedTorchPrinter(unrolled_code_name, is_parameter),
         BatchedTorchPrinter(loop_code_name, is_parameter),
         BatchedTorchPrinter(lambda s: stacked_code_name(s, steps), is_parameter, batch_dims=2),
-        BatchedTorchPrinter(lambda s: stacked_code_name(s, steps), is_parameter, batch_dims=2,
-                            per_step=True),
+        BatchedTorchPrinter(
+            lambda s: stacked_code_name(s, steps), is_parameter, batch_dims=2, per_step=True
+        ),
     )
 
 
@@ -109,8 +110,9 @@ def _gradient_code(derivation: Derivation, gradient: Gradient, printers) -> Grad
         total = each = loop.doprint(gradient.terms[0])
     else:
         total = each = stacked.doprint(gradient.generic)
-    return GradientCode(gradient.torch_name, gradient.label, _gradient_equation(gradient),
-                        total, each, terms)
+    return GradientCode(
+        gradient.torch_name, gradient.label, _gradient_equation(gradient), total, each, terms
+    )
 
 
 def _signature(derivation: Derivation, exprs) -> list[str]:
@@ -129,11 +131,13 @@ def template_context(derivation: Derivation, name: str) -> dict:
     steps = range(1, spec.steps + 1)
     forward = [
         Line(f"{unrolled.doprint(a.target)} = {unrolled.doprint(a.value)}", a.label)
-        for step in derivation.forward for a in step
+        for step in derivation.forward
+        for a in step
     ]
     backward = [
         Line(f"{unrolled.doprint(a.target)} = {unrolled.doprint(a.value)}", a.label)
-        for step in derivation.backward for a in step
+        for step in derivation.backward
+        for a in step
     ]
     loop_forward = [
         Line(f"{loop.doprint(a.target)} = {loop.doprint(a.value)}", "Ft")
@@ -148,8 +152,12 @@ def template_context(derivation: Derivation, name: str) -> dict:
     backward_exprs += [term for g in derivation.gradients for term in g.terms]
     forward_exprs = [a.value for step in derivation.forward for a in step]
     parameters = [
-        {"attribute": p.torch_name, "argument": PARAMETER_CODE[p.symbol.name],
-         "shape": p.shape, "description": p.description}
+        {
+            "attribute": p.torch_name,
+            "argument": PARAMETER_CODE[p.symbol.name],
+            "shape": p.shape,
+            "description": p.description,
+        }
         for p in derivation.parameters
     ]
     last = derivation.backward[0][0]
@@ -161,10 +169,12 @@ def template_context(derivation: Derivation, name: str) -> dict:
         "regenerate": f"symbptt derive {spec.cli_options()} --name {name}",
         "loop": spec.loop_form,
         "equations": {
-            "forward": "   ".join(f"{text(a.target)} = {text(a.value)}"
-                                  for a in derivation.step.assignments),
-            "backward": "   ".join(f"{text(a.target)} = {text(a.value)}"
-                                   for a in derivation.adjoint.assignments),
+            "forward": "   ".join(
+                f"{text(a.target)} = {text(a.value)}" for a in derivation.step.assignments
+            ),
+            "backward": "   ".join(
+                f"{text(a.target)} = {text(a.value)}" for a in derivation.adjoint.assignments
+            ),
             "boundary": f"{text(last.target)} = {text(last.value)}",
         },
         "steps": list(steps),
@@ -191,8 +201,10 @@ def _unpack(base: str, steps: int) -> str:
 def render_module(derivation: Derivation, name: str) -> str:
     """The generated module's source for ``derivation``."""
     try:
-        return environment().get_template("module.py.jinja").render(
-            **template_context(derivation, name)
+        return (
+            environment()
+            .get_template("module.py.jinja")
+            .render(**template_context(derivation, name))
         )
     except jinja2.TemplateError as exc:
         raise CodegenError(f"template module.py.jinja failed: {exc}") from exc

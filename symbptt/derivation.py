@@ -48,7 +48,8 @@ class Derivation:
 
         (F_t)  z_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh,     h_t = act(z_t)
         (B_t)  h̄_t = g_t + W_hhᵀ δ_{t+1}   (h̄_T = g_T + g_n),  δ_t = h̄_t ⊙ act'(h_t)
-        (G)    ∂L/∂W_ih = Σ_t δ_t x_tᵀ,  ∂L/∂W_hh = Σ_t δ_t h_{t-1}ᵀ,  ∂L/∂b_ih = ∂L/∂b_hh = Σ_t δ_t,
+        (G)    ∂L/∂W_ih = Σ_t δ_t x_tᵀ,  ∂L/∂W_hh = Σ_t δ_t h_{t-1}ᵀ,
+               ∂L/∂b_ih = ∂L/∂b_hh = Σ_t δ_t,
                ∂L/∂x_t = W_ihᵀ δ_t,  ∂L/∂h_0 = W_hhᵀ δ_1
     """
 
@@ -96,14 +97,15 @@ class Derivation:
             grads.append((parameter.symbol, parameter.torch_name, term, True))
         for symbol, term in self.adjoint.input_terms.items():
             grads.append((symbol, "input", term, False))
-        (previous, carry), = self.adjoint.carry.items()
+        ((previous, carry),) = self.adjoint.carry.items()
         result = []
         for i, (of, name, term, summed) in enumerate(grads, start=1):
             terms = tuple(at_step(term, k) for k in steps)
             result.append(Gradient(f"G{i}", of, name, term, terms, summed))
         result.append(
-            Gradient(f"G{len(grads) + 1}", at_step(previous, 1), "hx", carry,
-                     (at_step(carry, 1),), False)
+            Gradient(
+                f"G{len(grads) + 1}", at_step(previous, 1), "hx", carry, (at_step(carry, 1),), False
+            )
         )
         return tuple(result)
 
@@ -142,8 +144,9 @@ class Derivation:
 
         return render_module(self, name or self.spec.default_name)
 
-    def write(self, out_dir: str | Path = "generated", name: str | None = None,
-              force: bool = False) -> Path:
+    def write(
+        self, out_dir: str | Path = "generated", name: str | None = None, force: bool = False
+    ) -> Path:
         """Write the generated module to ``out_dir/<name>.py`` atomically; return its path."""
         from .codegen import write_module
 
@@ -156,8 +159,14 @@ class Derivation:
         return load_module(self.render(name), name or self.spec.default_name)
 
 
-def derive(steps: int = 3, input_size: int = 1, hidden_size: int = 2, nonlinearity: str = "tanh",
-           bias: bool = True, loop: bool | None = None) -> Derivation:
+def derive(
+    steps: int = 3,
+    input_size: int = 1,
+    hidden_size: int = 2,
+    nonlinearity: str = "tanh",
+    bias: bool = True,
+    loop: bool | None = None,
+) -> Derivation:
     """Derive BPTT for ``torch.nn.RNN(input_size, hidden_size, nonlinearity=..., bias=...)``.
 
     Raises:

@@ -34,27 +34,42 @@ _y = sp.Symbol("y")
 
 FUNCTIONS: dict[str, ElementwiseFunction] = {
     "tanh": ElementwiseFunction(
-        sp.Lambda(_y, sp.tanh(_y)), r"\tanh\left({0}\right)", "tanh({0})", "torch.tanh({0})",
+        sp.Lambda(_y, sp.tanh(_y)),
+        r"\tanh\left({0}\right)",
+        "tanh({0})",
+        "torch.tanh({0})",
         derivative="dtanh",
     ),
     "relu": ElementwiseFunction(
-        sp.Lambda(_y, sp.Max(0, _y)), r"\operatorname{{relu}}\left({0}\right)", "relu({0})",
-        "torch.relu({0})", derivative="drelu",
+        sp.Lambda(_y, sp.Max(0, _y)),
+        r"\operatorname{{relu}}\left({0}\right)",
+        "relu({0})",
+        "torch.relu({0})",
+        derivative="drelu",
     ),
     "sigmoid": ElementwiseFunction(
-        sp.Lambda(_y, 1 / (1 + sp.exp(-_y))), r"\sigma\left({0}\right)", "σ({0})",
-        "torch.sigmoid({0})", derivative="dsigmoid",
+        sp.Lambda(_y, 1 / (1 + sp.exp(-_y))),
+        r"\sigma\left({0}\right)",
+        "σ({0})",
+        "torch.sigmoid({0})",
+        derivative="dsigmoid",
     ),
     "dtanh": ElementwiseFunction(
-        sp.Lambda(_y, 1 - _y**2), r"\left(1 - {0} \odot {0}\right)", "(1 − {0} ⊙ {0})",
+        sp.Lambda(_y, 1 - _y**2),
+        r"\left(1 - {0} \odot {0}\right)",
+        "(1 − {0} ⊙ {0})",
         "(1 - {0} * {0})",
     ),
     "dsigmoid": ElementwiseFunction(
-        sp.Lambda(_y, _y * (1 - _y)), r"{0} \odot \left(1 - {0}\right)", "{0} ⊙ (1 − {0})",
+        sp.Lambda(_y, _y * (1 - _y)),
+        r"{0} \odot \left(1 - {0}\right)",
+        "{0} ⊙ (1 − {0})",
         "({0} * (1 - {0}))",
     ),
     "drelu": ElementwiseFunction(
-        sp.Lambda(_y, sp.Heaviside(_y, 0)), r"\mathbb{{1}}\left[{0} > 0\right]", "[{0} > 0]",
+        sp.Lambda(_y, sp.Heaviside(_y, 0)),
+        r"\mathbb{{1}}\left[{0} > 0\right]",
+        "[{0} > 0]",
         "({0} > 0)",
     ),
 }

@@ -98,7 +98,10 @@ class StepProgram:
 
 
 def rnn_step(spec: Spec) -> StepProgram:
-    """``torch.nn.RNN``'s step: ``z_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh``, ``h_t = act(z_t)``."""
+    """``torch.nn.RNN``'s step::
+
+    z_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh,    h_t = act(z_t)
+    """
     n_in, n_h = spec.input_size, spec.hidden_size
     w_ih, w_hh = MatrixSymbol("W_ih", n_h, n_in), MatrixSymbol("W_hh", n_h, n_h)
     x, h_prev, h, z = var("x", t, n_in), var("h", t - 1, n_h), var("h", t, n_h), var("z", t, n_h)

@@ -82,8 +82,10 @@ def unroll(derivation: Derivation, only_final: bool) -> Unrolled:
 
 
 def _cotangents(derivation: Derivation) -> list[MatrixSymbol]:
-    return [var("g", k, *derivation.adjoint.cotangent.shape)
-            for k in range(1, derivation.spec.steps + 1)]
+    return [
+        var("g", k, *derivation.adjoint.cotangent.shape)
+        for k in range(1, derivation.spec.steps + 1)
+    ]
 
 
 def _as_diagonal(value: HadamardProduct) -> tuple[sp.Basic, tuple[MatrixSymbol, Elementwise]]:

@@ -63,7 +63,9 @@ class Report:
 
     def summary(self) -> str:
         verdict = "all match" if self.ok else "MISMATCH"
-        return f"{verdict}: max relative error {self.max_error:.1e} ({self.description})"
+        failed = [c.name for c in self.checks if not c.ok]
+        detail = f" in {', '.join(failed)}" if failed else ""
+        return f"{verdict}: max relative error {self.max_error:.1e}{detail}"
 
 
 def _relative_error(actual, expected) -> float:
@@ -74,8 +76,14 @@ def _relative_error(actual, expected) -> float:
     return diff / scale
 
 
-def verify(derivation: Derivation, module: ModuleType | None = None, device: str = "cpu",
-           dtype: str = "float64", seed: int = 0, batch: int = 3) -> Report:
+def verify(
+    derivation: Derivation,
+    module: ModuleType | None = None,
+    device: str = "cpu",
+    dtype: str = "float64",
+    seed: int = 0,
+    batch: int = 3,
+) -> Report:
     """Compare the generated module's forward and gradients with ``torch.nn.RNN``'s.
 
     Args:
@@ -106,8 +114,14 @@ def verify(derivation: Derivation, module: ModuleType | None = None, device: str
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        reference = torch.nn.RNN(spec.input_size, spec.hidden_size, nonlinearity=spec.nonlinearity,
-                                 bias=spec.bias, dtype=torch_dtype, device=device)
+        reference = torch.nn.RNN(
+            spec.input_size,
+            spec.hidden_size,
+            nonlinearity=spec.nonlinearity,
+            bias=spec.bias,
+            dtype=torch_dtype,
+            device=device,
+        )
     generated = module.RNN(device=device, dtype=torch_dtype)
     generated.load_state_dict(reference.state_dict())
     x = randn(spec.steps, batch, spec.input_size)
@@ -130,6 +144,8 @@ def verify(derivation: Derivation, module: ModuleType | None = None, device: str
         for name, a, b in zip(names, *results, strict=True)
     )
     where = "cuDNN" if device == "cuda" else "CPU"
-    description = (f"generated module vs torch.nn.RNN ({where}), {dtype}, batch {batch}, "
-                   f"random cotangents, seed {seed}")
+    description = (
+        f"generated module vs torch.nn.RNN ({where}), same weights, {dtype}, "
+        f"batch {batch}, random cotangents, seed {seed}"
+    )
     return Report(description, checks)

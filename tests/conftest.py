@@ -9,12 +9,12 @@ import pytest
 import symbptt
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def derivation(**kwargs) -> symbptt.Derivation:
     return symbptt.derive(**kwargs)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def generated(**kwargs):
     """The generated module for ``symbptt.derive(**kwargs)``, loaded from its source."""
     return derivation(**kwargs).load()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import generated
 
 TOL = 1e-10
@@ -56,8 +55,14 @@ def test_gradients_match_torch(spec, nonlinearity, bias, mode):
         return torch.randn(*shape, generator=gen, dtype=torch.float64)
 
     torch.manual_seed(steps * 100 + n_h)
-    reference = torch.nn.RNN(n_in, n_h, nonlinearity=nonlinearity, bias=bias,
-                             batch_first=batch_first, dtype=torch.float64)
+    reference = torch.nn.RNN(
+        n_in,
+        n_h,
+        nonlinearity=nonlinearity,
+        bias=bias,
+        batch_first=batch_first,
+        dtype=torch.float64,
+    )
     with torch.no_grad():  # larger weights than the default init, so relu units switch
         for p in reference.parameters():
             p.mul_(2.0)
@@ -112,10 +117,15 @@ def _per_step_reference(steps, n_in, n_h, nonlinearity, seed):
     return params, x, h0, g_out, g_hn, per_step
 
 
-@pytest.mark.parametrize("spec", [dict(steps=1, input_size=2, hidden_size=3),
-                                  dict(steps=4, input_size=3, hidden_size=2),
-                                  dict(steps=4, input_size=3, hidden_size=2, loop=True)],
-                         ids=_spec_id)
+@pytest.mark.parametrize(
+    "spec",
+    [
+        dict(steps=1, input_size=2, hidden_size=3),
+        dict(steps=4, input_size=3, hidden_size=2),
+        dict(steps=4, input_size=3, hidden_size=2, loop=True),
+    ],
+    ids=_spec_id,
+)
 @pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
 def test_per_step_terms_match_autograd(spec, nonlinearity):
     module = generated(**spec, nonlinearity=nonlinearity)
@@ -131,11 +141,16 @@ def test_per_step_terms_match_autograd(spec, nonlinearity):
         assert rel_error(got.sum(0), grads[name]) <= TOL
 
 
-@pytest.mark.parametrize("spec", [dict(steps=1, input_size=2, hidden_size=2),
-                                  dict(steps=3, input_size=1, hidden_size=2),
-                                  dict(steps=4, input_size=3, hidden_size=2, nonlinearity="relu"),
-                                  dict(steps=19, input_size=2, hidden_size=2)],
-                         ids=_spec_id)
+@pytest.mark.parametrize(
+    "spec",
+    [
+        dict(steps=1, input_size=2, hidden_size=2),
+        dict(steps=3, input_size=1, hidden_size=2),
+        dict(steps=4, input_size=3, hidden_size=2, nonlinearity="relu"),
+        dict(steps=19, input_size=2, hidden_size=2),
+    ],
+    ids=_spec_id,
+)
 def test_autograd_function_passes_gradcheck(spec):
     module = generated(**spec)
     gen = torch.Generator().manual_seed(3)
@@ -144,8 +159,14 @@ def test_autograd_function_passes_gradcheck(spec):
     def leaf(*shape):
         return torch.randn(*shape, generator=gen, dtype=torch.float64).requires_grad_()
 
-    inputs = (leaf(spec["steps"], 2, n_in), leaf(2, n_h), leaf(n_h, n_in), leaf(n_h, n_h),
-              leaf(n_h), leaf(n_h))
+    inputs = (
+        leaf(spec["steps"], 2, n_in),
+        leaf(2, n_h),
+        leaf(n_h, n_in),
+        leaf(n_h, n_h),
+        leaf(n_h),
+        leaf(n_h),
+    )
     assert torch.autograd.gradcheck(module._BPTT.apply, inputs, eps=1e-6, atol=1e-8, rtol=1e-6)
 
 
@@ -174,16 +195,20 @@ def test_founding_case_numbers():
         _, h_n = rnn(x)
         h_n.sum().backward()
     assert torch.allclose(layer.weight_ih_l0.grad, reference.weight_ih_l0.grad, atol=1e-6)
-    assert torch.allclose(reference.weight_ih_l0.grad.flatten(),
-                          torch.tensor([2.0941, 0.1053]), atol=1e-4)
+    assert torch.allclose(
+        reference.weight_ih_l0.grad.flatten(), torch.tensor([2.0941, 0.1053]), atol=1e-4
+    )
 
 
-@pytest.mark.parametrize("bad, message", [
-    (lambda: torch.zeros(4, 1), "generated for 3 steps"),
-    (lambda: torch.zeros(3, 2), "Expected 1, got 2"),
-    (lambda: torch.zeros(3), "2-D or 3-D"),
-    (lambda: torch.zeros(1, 3, 2, 1), "2-D or 3-D"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (lambda: torch.zeros(4, 1), "generated for 3 steps"),
+        (lambda: torch.zeros(3, 2), "Expected 1, got 2"),
+        (lambda: torch.zeros(3), "2-D or 3-D"),
+        (lambda: torch.zeros(1, 3, 2, 1), "2-D or 3-D"),
+    ],
+)
 def test_wrong_input_shape_is_a_clear_error(bad, message):
     layer = generated(steps=3, input_size=1, hidden_size=2).RNN()
     with pytest.raises(ValueError, match=message):
@@ -199,9 +224,9 @@ def test_wrong_hidden_shape_is_a_clear_error():
 
 
 def test_float32_within_documented_tolerance():
-    from symbptt.verify import TOLERANCE, verify
-
     from conftest import derivation
+
+    from symbptt.verify import TOLERANCE, verify
 
     report = verify(derivation(steps=30, input_size=4, hidden_size=8), dtype="float32")
     assert report.ok, report.table()
@@ -210,11 +235,12 @@ def test_float32_within_documented_tolerance():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_matches_cudnn():
-    from symbptt.verify import verify
-
     from conftest import derivation
 
+    from symbptt.verify import verify
+
     for dtype in ("float64", "float32"):
-        report = verify(derivation(steps=10, input_size=3, hidden_size=4), device="cuda",
-                        dtype=dtype)
+        report = verify(
+            derivation(steps=10, input_size=3, hidden_size=4), device="cuda", dtype=dtype
+        )
         assert report.ok, report.table()

@@ -56,8 +56,13 @@ def text(expr: sp.Basic) -> str:
 
 
 def _wrap(line: str, width: int, indent: int) -> str:
-    return textwrap.fill(line, width=width, subsequent_indent=" " * indent,
-                         break_long_words=False, break_on_hyphens=False)
+    return textwrap.fill(
+        line,
+        width=width,
+        subsequent_indent=" " * indent,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
 
 
 def _gradient_name(of: MatrixSymbol) -> str:
@@ -77,13 +82,19 @@ def derivation_text(derivation: Derivation, width: int = 100) -> str:
         lines.append(_wrap(f"{tag:<6} {body}", width, 7))
 
     lines.append(f"BPTT for {spec.describe()}")
-    lines.append(_wrap(
-        "Column convention, one sample: W x where torch writes x Wᵀ. Cotangents: "
-        "gₜ = ∂L/∂outputₜ, gₙ = ∂L/∂h_n (h_n.sum().backward() means gₜ = 0, gₙ = 1).",
-        width, 0))
+    lines.append(
+        _wrap(
+            "Column convention, one sample: W x where torch writes x Wᵀ. Cotangents: "
+            "gₜ = ∂L/∂outputₜ, gₙ = ∂L/∂h_n (h_n.sum().backward() means gₜ = 0, gₙ = 1).",
+            width,
+            0,
+        )
+    )
 
     section("Forward, step t")
-    equation("Ft", "   ".join(f"{text(a.target)} = {text(a.value)}" for a in derivation.step.assignments))
+    equation(
+        "Ft", "   ".join(f"{text(a.target)} = {text(a.value)}" for a in derivation.step.assignments)
+    )
     section(f"Forward, unrolled for T = {spec.steps}")
     for step in derivation.forward:
         equation(step[0].label, ",   ".join(f"{text(a.target)} = {text(a.value)}" for a in step))
@@ -92,8 +103,10 @@ def derivation_text(derivation: Derivation, width: int = 100) -> str:
     adjoint = derivation.adjoint
     equation("Bt", "   ".join(f"{text(a.target)} = {text(a.value)}" for a in adjoint.assignments))
     boundary = derivation.backward[0][0]
-    lines.append(f"       at t = T = {spec.steps}: {text(boundary.target)} = {text(boundary.value)}"
-                 " (nothing comes back from step T+1)")
+    lines.append(
+        f"       at t = T = {spec.steps}: {text(boundary.target)} = {text(boundary.value)}"
+        " (nothing comes back from step T+1)"
+    )
     section(f"Backward, unrolled for T = {spec.steps}")
     for step in derivation.backward:
         equation(step[0].label, ",   ".join(f"{text(a.target)} = {text(a.value)}" for a in step))
@@ -121,9 +134,14 @@ def _unrolled_text(derivation: Derivation, equation, lines: list[str], width: in
     derivative = text(derivation.adjoint.assignments[-1].value.args[-1])
     if derivative.startswith("(") and derivative.endswith(")"):
         derivative = derivative[1:-1]
-    lines.append(_wrap(
-        f"Dₜ = diag({derivative}), the nonlinearity's derivative at step t, so that "
-        f"u ⊙ f'(hₜ) = Dₜ u. For L = Σ h_n (gₜ = 0, gₙ = 1):", width, 0))
+    lines.append(
+        _wrap(
+            f"Dₜ = diag({derivative}), the nonlinearity's derivative at step t, so that "
+            f"u ⊙ f'(hₜ) = Dₜ u. For L = Σ h_n (gₜ = 0, gₙ = 1):",
+            width,
+            0,
+        )
+    )
     for gradient in final.gradients:
         tag = f"U{gradient.label[1:]}"
         if gradient.summed:
@@ -139,16 +157,27 @@ def _unrolled_text(derivation: Derivation, equation, lines: list[str], width: in
         lines.extend(_wrap(" " * 7 + part, width, 7) for part in parts[1:])
     if derivation.spec.steps >= 3:
         example = (
-            " In torch's row form with aₜ = 1 − hₜ², for T = 3 and L = Σ h₃, the t = 1 term of "
-            "∂L/∂W_ih is (((a₃ @ W_hh) * a₂) @ W_hh) * a₁ * x₁, not "
-            "((a₃ @ W_hh) * (a₂ @ W_hh)) * a₁ * x₁."
-        ) if derivation.spec.nonlinearity == "tanh" else ""
-        lines.append(_wrap(
-            "Each term is a CHAIN of matrix products, read right to left from gₙ; multiplying "
-            "per-step factors element-wise instead is the classic hand-derivation mistake."
-            + example, width, 0))
+            (
+                " In torch's row form with aₜ = 1 − hₜ², for T = 3 and L = Σ h₃, the t = 1 term of "
+                "∂L/∂W_ih is (((a₃ @ W_hh) * a₂) @ W_hh) * a₁ * x₁, not "
+                "((a₃ @ W_hh) * (a₂ @ W_hh)) * a₁ * x₁."
+            )
+            if derivation.spec.nonlinearity == "tanh"
+            else ""
+        )
+        lines.append(
+            _wrap(
+                "Each term is a CHAIN of matrix products, read right to left from gₙ; multiplying "
+                "per-step factors element-wise instead is the classic hand-derivation mistake."
+                + example,
+                width,
+                0,
+            )
+        )
     general = unroll(derivation, only_final=False)
     lines.append("With every cotangent gₜ:")
     for delta, chains in reversed(general.deltas):
-        lines.append("       " + _wrap(f"{text(delta)} = " + " + ".join(map(_printer.chain, chains)),
-                                       width - 7, 7))
+        lines.append(
+            "       "
+            + _wrap(f"{text(delta)} = " + " + ".join(map(_printer.chain, chains)), width - 7, 7)
+        )

@@ -33,9 +33,13 @@ class BatchedTorchPrinter(TorchPrinter):
             step (``(T, n, m)``), instead of over batch and steps.
     """
 
-    def __init__(self, name: Callable[[MatrixSymbol], str],
-                 is_parameter: Callable[[MatrixSymbol], bool], batch_dims: int = 1,
-                 per_step: bool = False) -> None:
+    def __init__(
+        self,
+        name: Callable[[MatrixSymbol], str],
+        is_parameter: Callable[[MatrixSymbol], bool],
+        batch_dims: int = 1,
+        per_step: bool = False,
+    ) -> None:
         super().__init__()
         self._name = name
         self._is_parameter = is_parameter
