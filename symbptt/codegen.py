@@ -103,7 +103,7 @@ def _gradient_code(derivation: Derivation, gradient: Gradient, printers) -> Grad
     def reduce(printer: BatchedTorchPrinter, expr) -> str:
         return printer.batch_sum(expr) if vector_sum else printer.doprint(expr)
 
-    terms = tuple(reduce(unrolled, term) for term in gradient.terms)
+    terms = () if derivation.spec.loop_form else tuple(reduce(unrolled, t) for t in gradient.terms)
     if gradient.summed:
         total, each = reduce(stacked, gradient.generic), reduce(per_step, gradient.generic)
     elif len(gradient.terms) == 1:
@@ -129,16 +129,18 @@ def template_context(derivation: Derivation, name: str) -> dict:
     printers = _printers(derivation)
     unrolled, loop = printers[0], printers[1]
     steps = range(1, spec.steps + 1)
-    forward = [
-        Line(f"{unrolled.doprint(a.target)} = {unrolled.doprint(a.value)}", a.label)
-        for step in derivation.forward
-        for a in step
-    ]
-    backward = [
-        Line(f"{unrolled.doprint(a.target)} = {unrolled.doprint(a.value)}", a.label)
-        for step in derivation.backward
-        for a in step
-    ]
+    forward = backward = []
+    if not spec.loop_form:
+        forward = [
+            Line(f"{unrolled.doprint(a.target)} = {unrolled.doprint(a.value)}", a.label)
+            for step in derivation.forward
+            for a in step
+        ]
+        backward = [
+            Line(f"{unrolled.doprint(a.target)} = {unrolled.doprint(a.value)}", a.label)
+            for step in derivation.backward
+            for a in step
+        ]
     loop_forward = [
         Line(f"{loop.doprint(a.target)} = {loop.doprint(a.value)}", "Ft")
         for a in derivation.step.assignments
@@ -148,9 +150,9 @@ def template_context(derivation: Derivation, name: str) -> dict:
         for a in derivation.adjoint.assignments
     ]
     gradients = [_gradient_code(derivation, g, printers) for g in derivation.gradients]
-    backward_exprs = [a.value for step in derivation.backward for a in step]
-    backward_exprs += [term for g in derivation.gradients for term in g.terms]
-    forward_exprs = [a.value for step in derivation.forward for a in step]
+    backward_exprs = [a.value for a in derivation.adjoint.assignments]
+    backward_exprs += [g.generic for g in derivation.gradients]
+    forward_exprs = [a.value for a in derivation.step.assignments]
     parameters = [
         {
             "attribute": p.torch_name,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 import sympy as sp
 from sympy import MatAdd, MatMul, MatrixSymbol
@@ -21,6 +22,9 @@ t = sp.Symbol("t", integer=True, positive=True)
 """The symbolic step index of generic (per-step) equations."""
 
 _INDEXED = re.compile(r"^(?P<base>\w+)\[(?P<index>.+)\]$")
+_STEP_INDEX = re.compile(
+    r"^(?:(?P<number>-?\d+)|t(?: (?P<sign>[+-]) (?P<offset>\d+))?|(?P<name>[a-z]))$"
+)
 
 
 def var(base: str, index: sp.Expr | int, rows: int, cols: int = 1) -> MatrixSymbol:
@@ -29,11 +33,24 @@ def var(base: str, index: sp.Expr | int, rows: int, cols: int = 1) -> MatrixSymb
 
 
 def split_name(symbol: MatrixSymbol) -> tuple[str, sp.Expr | None]:
-    """``h[t - 1]`` -> ``("h", t - 1)``; ``W_ih`` -> ``("W_ih", None)``."""
-    match = _INDEXED.match(symbol.name)
+    """``h[t - 1]`` -> ``("h", t - 1)``; ``g[n]`` -> ``("g", n)``; ``W_ih`` -> ``("W_ih", None)``."""
+    return _split(symbol.name)
+
+
+@lru_cache(maxsize=65536)
+def _split(name: str) -> tuple[str, sp.Expr | None]:
+    match = _INDEXED.match(name)
     if match is None:
-        return symbol.name, None
-    return match["base"], sp.sympify(match["index"], locals={"t": t})
+        return name, None
+    index = _STEP_INDEX.match(match["index"])
+    if index is None:
+        raise ValueError(f"unsupported step index in {name!r}")
+    if index["number"] is not None:
+        return match["base"], sp.Integer(int(index["number"]))
+    if index["name"] is not None:
+        return match["base"], sp.Symbol(index["name"])
+    offset = int(index["offset"] or 0) * (-1 if index["sign"] == "-" else 1)
+    return match["base"], t + offset
 
 
 def at_step(expr: sp.Basic, step: int) -> sp.Basic:

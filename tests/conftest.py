@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import functools
+import shutil
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -23,3 +26,12 @@ def generated(**kwargs):
 @pytest.fixture
 def founding():
     return derivation(steps=3, input_size=1, hidden_size=2)
+
+
+def ruff() -> str:
+    """The ruff executable of this environment (a test dependency)."""
+    beside = Path(sys.executable).parent / "ruff"
+    found = str(beside) if beside.exists() else shutil.which("ruff")
+    if found is None:
+        pytest.fail("ruff is a test dependency: pip install -e '.[test]'")
+    return found

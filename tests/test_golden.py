@@ -6,11 +6,11 @@ Refresh after an intended change with:  python -m symbptt.examples
 from __future__ import annotations
 
 import difflib
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import ruff
 
 from symbptt.examples import EXAMPLES, example_files
 
@@ -55,11 +55,8 @@ def test_no_stale_files(files):
 
 
 def test_generated_code_is_ruff_formatted():
-    ruff = shutil.which("ruff")
-    if ruff is None:
-        pytest.fail("ruff is a test dependency: pip install -e '.[test]'")
     result = subprocess.run(
-        [ruff, "format", "--check", "--diff", str(GENERATED)], capture_output=True, text=True
+        [ruff(), "format", "--check", "--diff", str(GENERATED)], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import ruff
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.parametrize("command", [["check"], ["format", "--check"]])
 def test_ruff(command):
-    ruff = shutil.which("ruff")
-    if ruff is None:
-        pytest.fail("ruff is a test dependency: pip install -e '.[test]'")
     result = subprocess.run(
-        [ruff, *command, "symbptt", "tests", "benchmarks"], cwd=ROOT, capture_output=True, text=True
+        [ruff(), *command, "symbptt", "tests"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -34,7 +34,7 @@ from .latex import latex
 if TYPE_CHECKING:
     from ..derivation import Derivation, Gradient
 
-LINE_BUDGET_PT = 320.0
+LINE_BUDGET_PT = 340.0
 """Width (pt) of the right-hand side of one line of a broken sum, on a 455pt text width."""
 
 MAX_TERMS_PER_LINE = 4
@@ -217,7 +217,7 @@ def _mistake(derivation: Derivation) -> dict | None:
         "wrong": wrong,
         "w_hh": latex(w_hh),
         "w_hh_t": latex(Transpose(w_hh)),
-        "gradient": _partial(derivation.gradients[0].of),
+        "gradient": rf"\partial L / \partial {latex(derivation.gradients[0].of)}",
     }
 
 
@@ -245,8 +245,7 @@ def _unrolled(derivation: Derivation) -> dict | None:
         "diagonal_symbol": latex(d),
         "derivative": latex(factor),
         "recurrence": (
-            rf"{latex(d)} \left(g_{{t}} + {latex(Transpose(_w_hh(derivation)))} "
-            rf"\delta_{{t+1}}\right)"
+            rf"{latex(d)} (g_{{t}} + {latex(Transpose(_w_hh(derivation)))} \delta_{{t+1}})"
         ),
         "gradients": gradients,
         "deltas": deltas,

@@ -65,6 +65,20 @@ def _wrap(line: str, width: int, indent: int) -> str:
     )
 
 
+MAX_LISTED_STEPS = 12
+"""Above this many steps the terminal lists the first and last steps only."""
+
+
+def _abbreviated(steps: tuple, lines: list[str]):
+    """Yield every step, or for long sequences the first three and the last two with a note."""
+    if len(steps) <= MAX_LISTED_STEPS:
+        yield from steps
+        return
+    yield from steps[:3]
+    lines.append(f"  ⋮    ({len(steps) - 5} more steps of the same form)")
+    yield from steps[-2:]
+
+
 def _gradient_name(of: MatrixSymbol) -> str:
     return f"∂L/∂{text(of)}"
 
@@ -96,7 +110,7 @@ def derivation_text(derivation: Derivation, width: int = 100) -> str:
         "Ft", "   ".join(f"{text(a.target)} = {text(a.value)}" for a in derivation.step.assignments)
     )
     section(f"Forward, unrolled for T = {spec.steps}")
-    for step in derivation.forward:
+    for step in _abbreviated(derivation.forward, lines):
         equation(step[0].label, ",   ".join(f"{text(a.target)} = {text(a.value)}" for a in step))
 
     section("Backward recurrence, step t (δₜ = ∂L/∂zₜ, h̄ₜ = ∂L/∂hₜ)")
@@ -108,7 +122,7 @@ def derivation_text(derivation: Derivation, width: int = 100) -> str:
         " (nothing comes back from step T+1)"
     )
     section(f"Backward, unrolled for T = {spec.steps}")
-    for step in derivation.backward:
+    for step in _abbreviated(derivation.backward, lines):
         equation(step[0].label, ",   ".join(f"{text(a.target)} = {text(a.value)}" for a in step))
 
     section("Gradients")
