@@ -68,7 +68,7 @@ def _sum(terms: list[sp.Basic]) -> sp.Basic:
     return terms[0] if len(terms) == 1 else MatAdd(*terms)
 
 
-ADJOINT_BASE = {"h": "hbar", "z": "delta", "c": "cbar"}
+ADJOINT_BASE = {"h": "hbar", "z": "delta"}
 """Names of adjoint variables: ``hbar[t]`` is ∂L/∂h_t, ``delta[t]`` is ∂L/∂z_t."""
 
 

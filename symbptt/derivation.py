@@ -15,7 +15,7 @@ import sympy as sp
 from sympy import MatAdd, MatrixSymbol
 
 from .adjoint import StepAdjoint, step_adjoint
-from .program import Assignment, Parameter, StepProgram, at_step, rnn_step, t
+from .program import Assignment, Parameter, StepProgram, at_step, rnn_step
 from .spec import Spec
 
 
@@ -108,10 +108,6 @@ class Derivation:
             )
         )
         return tuple(result)
-
-    @property
-    def step_symbol(self) -> sp.Symbol:
-        return t
 
     # --- outputs -------------------------------------------------------------------------
 

@@ -33,7 +33,10 @@ def var(base: str, index: sp.Expr | int, rows: int, cols: int = 1) -> MatrixSymb
 
 
 def split_name(symbol: MatrixSymbol) -> tuple[str, sp.Expr | None]:
-    """``h[t - 1]`` -> ``("h", t - 1)``; ``g[n]`` -> ``("g", n)``; ``W_ih`` -> ``("W_ih", None)``."""
+    """``h[t - 1]`` -> ``("h", t - 1)``, ``g[n]`` -> ``("g", n)``, ``W_ih`` -> ``("W_ih", None)``.
+
+    Indices are an integer, ``t``, ``t ± k`` or one letter (``n``, the final state).
+    """
     return _split(symbol.name)
 
 

@@ -26,7 +26,7 @@ from sympy import MatrixSymbol, Transpose
 from ..errors import CodegenError
 from ..fileio import GENERATED_MARKER, write_generated
 from ..matexpr import Elementwise
-from ..program import split_name, t, var
+from ..program import at_step, split_name, t, var
 from ..unrolled import MAX_STEPS, Chain, unroll
 from .latex import chain as latex_chain
 from .latex import latex
@@ -125,7 +125,8 @@ def _gradient_equation(gradient: Gradient) -> Equation:
     if gradient.summed:
         body = rf"{lhs} = \sum_{{t=1}}^{{T}} {latex(gradient.generic)}"
     elif len(gradient.terms) == 1:
-        body = f"{lhs} = {latex(gradient.terms[0])}"
+        # the one term is step 1's (h_0, or x_1 when T = 1): name the variable of that step
+        body = f"{_partial(at_step(gradient.of, 1))} = {latex(gradient.terms[0])}"
     else:
         body = rf"{lhs} = {latex(gradient.generic)}, \qquad t = 1, \dots, T"
     return Equation(body, gradient.label)
@@ -235,7 +236,8 @@ def _unrolled(derivation: Derivation) -> dict | None:
             chains = list(gradient.steps[0])
         else:
             continue
-        gradients.append(Equation(_chains_sum(_partial(gradient.of), chains), tag))
+        of = gradient.of if gradient.summed else at_step(gradient.of, 1)
+        gradients.append(Equation(_chains_sum(_partial(of), chains), tag))
     general = unroll(derivation, only_final=False)
     deltas = [Equation(_chains_sum(latex(delta), chains)) for delta, chains in
               reversed(general.deltas)]

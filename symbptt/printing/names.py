@@ -9,8 +9,8 @@ from ..program import split_name, t
 
 _SUBSCRIPT = str.maketrans("0123456789+-tn", "₀₁₂₃₄₅₆₇₈₉₊₋ₜₙ")
 
-TEXT_BASE = {"delta": "δ", "hbar": "h\u0304", "cbar": "c\u0304"}
-LATEX_BASE = {"delta": r"\delta", "hbar": r"\bar{h}", "cbar": r"\bar{c}"}
+TEXT_BASE = {"delta": "δ", "hbar": "h\u0304"}
+LATEX_BASE = {"delta": r"\delta", "hbar": r"\bar{h}"}
 CODE_BASE = {"g[n]": "grad_h_n"}
 PARAMETER_CODE = {"W_ih": "weight_ih", "W_hh": "weight_hh", "b_ih": "bias_ih", "b_hh": "bias_hh"}
 
