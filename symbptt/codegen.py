@@ -91,7 +91,7 @@ def _gradient_equation(gradient: Gradient) -> str:
     lhs = f"∂L/∂{text(gradient.of)}"
     if gradient.summed:
         return f"{lhs} = Σ_t {text(gradient.generic)}"
-    if len(gradient.terms) == 1:
+    if gradient.once:
         return f"{lhs} = {text(gradient.terms[0])}"
     return f"{lhs} = {text(gradient.generic)}"
 
@@ -106,7 +106,7 @@ def _gradient_code(derivation: Derivation, gradient: Gradient, printers) -> Grad
     terms = () if derivation.spec.loop_form else tuple(reduce(unrolled, t) for t in gradient.terms)
     if gradient.summed:
         total, each = reduce(stacked, gradient.generic), reduce(per_step, gradient.generic)
-    elif len(gradient.terms) == 1:
+    elif gradient.once:
         total = each = loop.doprint(gradient.terms[0])
     else:
         total = each = stacked.doprint(gradient.generic)

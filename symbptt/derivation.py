@@ -15,7 +15,7 @@ import sympy as sp
 from sympy import MatAdd, MatrixSymbol
 
 from .adjoint import StepAdjoint, step_adjoint
-from .program import Assignment, Parameter, StepProgram, at_step, rnn_step
+from .program import Assignment, Parameter, StepProgram, at_step, rnn_step, split_name, t
 from .spec import Spec
 
 
@@ -38,6 +38,11 @@ class Gradient:
     generic: sp.Basic
     terms: tuple[sp.Basic, ...]
     summed: bool
+
+    @property
+    def once(self) -> bool:
+        """Whether this is one value (``∂L/∂h_0``), not one per step nor a sum over steps."""
+        return not self.summed and not split_name(self.of)[1].has(t)
 
 
 class Derivation:

@@ -68,7 +68,7 @@ FUNCTIONS: dict[str, ElementwiseFunction] = {
     ),
     "drelu": ElementwiseFunction(
         sp.Lambda(_y, sp.Heaviside(_y, 0)),
-        r"\mathbb{{1}}\left[{0} > 0\right]",
+        r"\mathbf{{1}}\left[{0} > 0\right]",
         "[{0} > 0]",
         "({0} > 0)",
     ),

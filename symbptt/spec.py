@@ -94,7 +94,7 @@ class Spec:
 
     def describe(self) -> str:
         """One line: the layer and the number of steps."""
-        return f"{self.torch_constructor()}, {self.steps} steps"
+        return f"{self.torch_constructor()}, {self.steps} step{'s' if self.steps > 1 else ''}"
 
     def cli_options(self) -> str:
         """The ``symbptt derive`` options that reproduce this spec."""

@@ -38,6 +38,7 @@ class UnrolledGradient:
     label: str
     of: MatrixSymbol
     summed: bool
+    once: bool
     steps: tuple[tuple[Chain, ...], ...]
 
 
@@ -75,7 +76,9 @@ def unroll(derivation: Derivation, only_final: bool) -> Unrolled:
         (step[-1].target, expander.chains(step[-1].target)) for step in derivation.backward
     )
     gradients = tuple(
-        UnrolledGradient(g.label, g.of, g.summed, tuple(expander.chains(term) for term in g.terms))
+        UnrolledGradient(
+            g.label, g.of, g.summed, g.once, tuple(expander.chains(term) for term in g.terms)
+        )
         for g in derivation.gradients
     )
     return Unrolled(tuple(reversed(diagonals)), tuple(reversed(deltas)), gradients, only_final)

@@ -21,6 +21,7 @@ SPECS = [
     dict(steps=20, input_size=3, hidden_size=5),  # loop form (above 16 steps)
     dict(steps=4, input_size=2, hidden_size=3, loop=True),
     dict(steps=18, input_size=2, hidden_size=2, loop=False),
+    dict(steps=1, input_size=2, hidden_size=3, loop=True),
 ]
 MODES = [  # (batched, batch_first, given h0)
     (False, False, False),

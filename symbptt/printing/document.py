@@ -23,6 +23,7 @@ import jinja2
 import sympy as sp
 from sympy import MatrixSymbol, Transpose
 
+from ..codegen import environment
 from ..errors import CodegenError
 from ..fileio import GENERATED_MARKER, write_generated
 from ..matexpr import Elementwise
@@ -124,9 +125,8 @@ def _gradient_equation(gradient: Gradient) -> Equation:
     lhs = _partial(gradient.of)
     if gradient.summed:
         body = rf"{lhs} = \sum_{{t=1}}^{{T}} {latex(gradient.generic)}"
-    elif len(gradient.terms) == 1:
-        # the one term is step 1's (h_0, or x_1 when T = 1): name the variable of that step
-        body = f"{_partial(at_step(gradient.of, 1))} = {latex(gradient.terms[0])}"
+    elif gradient.once:
+        body = f"{lhs} = {latex(gradient.terms[0])}"
     else:
         body = rf"{lhs} = {latex(gradient.generic)}, \qquad t = 1, \dots, T"
     return Equation(body, gradient.label)
@@ -172,10 +172,10 @@ def _shape_letters(symbol: MatrixSymbol) -> tuple[str, str]:
     )
 
 
-def _shape_row(symbol: MatrixSymbol, meaning: str, math: str | None = None) -> ShapeRow:
+def _shape_row(symbol: MatrixSymbol, meaning: str) -> ShapeRow:
     rows, cols = _shape_letters(symbol)
     size = rf"{symbol.shape[0]} \times {symbol.shape[1]}"
-    return ShapeRow(math or latex(symbol), rf"{rows} \times {cols}", size, meaning)
+    return ShapeRow(latex(symbol), rf"{rows} \times {cols}", size, meaning)
 
 
 def _shapes(derivation: Derivation, code: Callable[[str], str], show_d: bool) -> list[ShapeRow]:
@@ -184,8 +184,13 @@ def _shapes(derivation: Derivation, code: Callable[[str], str], show_d: bool) ->
         for p in derivation.parameters
     ]
     step, adjoint = derivation.step, derivation.adjoint
-    symbols = [*step.inputs, *(a.target for a in step.assignments), adjoint.cotangent,
-               adjoint.final, *(a.target for a in adjoint.assignments)]
+    symbols = [
+        *step.inputs,
+        *(a.target for a in step.assignments),
+        adjoint.cotangent,
+        adjoint.final,
+        *(a.target for a in adjoint.assignments),
+    ]
     for symbol in symbols:
         key = symbol.name if symbol.name in _MEANINGS else split_name(symbol)[0]
         rows.append(_shape_row(symbol, _MEANINGS.get(key, "")))
@@ -202,21 +207,24 @@ def _mistake(derivation: Derivation) -> dict | None:
         return None
     n = derivation.spec.hidden_size
     w_hh = _w_hh(derivation)
-    x = derivation.step.inputs[0]
     k = steps - 2
     diagonal = [var("D", s, n, n) for s in (k, k + 1, k + 2)]
-    chain: Chain = (diagonal[0], Transpose(w_hh), diagonal[1], Transpose(w_hh), diagonal[2],
-                    derivation.adjoint.final, Transpose(var("x", k, *x.shape)))
-    factor = _derivative_factor(derivation)
-    wrong = r" \odot ".join(
-        latex(Elementwise(factor.name, var("h", s, *factor.arg.shape))) for s in (k, k + 1, k + 2)
+    chain: Chain = (
+        diagonal[0],
+        Transpose(w_hh),
+        diagonal[1],
+        Transpose(w_hh),
+        diagonal[2],
+        derivation.adjoint.final,
+        Transpose(at_step(derivation.step.inputs[0], k)),
     )
+    factor = _derivative_factor(derivation)
+    wrong = r" \odot ".join(latex(at_step(factor, s)) for s in (k, k + 1, k + 2))
     return {
         "step": k,
         "steps": steps,
         "chain": latex_chain(chain),
         "wrong": wrong,
-        "w_hh": latex(w_hh),
         "w_hh_t": latex(Transpose(w_hh)),
         "gradient": rf"\partial L / \partial {latex(derivation.gradients[0].of)}",
     }
@@ -232,15 +240,16 @@ def _unrolled(derivation: Derivation) -> dict | None:
         tag = f"U{gradient.label[1:]}"
         if gradient.summed:
             chains = [c for step in reversed(gradient.steps) for c in step]
-        elif len(gradient.steps) == 1:
+        elif gradient.once:
             chains = list(gradient.steps[0])
         else:
             continue
-        of = gradient.of if gradient.summed else at_step(gradient.of, 1)
+        of = gradient.of
         gradients.append(Equation(_chains_sum(_partial(of), chains), tag))
     general = unroll(derivation, only_final=False)
-    deltas = [Equation(_chains_sum(latex(delta), chains)) for delta, chains in
-              reversed(general.deltas)]
+    deltas = [
+        Equation(_chains_sum(latex(delta), chains)) for delta, chains in reversed(general.deltas)
+    ]
     factor = _derivative_factor(derivation)
     return {
         "diagonal": f"{latex(d)} = {definition}",
@@ -260,9 +269,19 @@ def _w_hh(derivation: Derivation) -> MatrixSymbol:
 
 def _tex_text(text: str) -> str:
     """Plain text for LaTeX's text mode (``_`` and friends escaped, quotes kept straight)."""
-    special = {"\\": r"\textbackslash{}", "_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#",
-               "$": r"\$", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
-               "^": r"\textasciicircum{}", "'": r"\textquotesingle{}"}
+    special = {
+        "\\": r"\textbackslash{}",
+        "_": r"\_",
+        "%": r"\%",
+        "&": r"\&",
+        "#": r"\#",
+        "$": r"\$",
+        "{": r"\{",
+        "}": r"\}",
+        "~": r"\textasciitilde{}",
+        "^": r"\textasciicircum{}",
+        "'": r"\textquotesingle{}",
+    }
     return "".join(special.get(char, char) for char in text)
 
 
@@ -282,9 +301,10 @@ def _context(derivation: Derivation, code: Callable[[str], str]) -> dict:
     return {
         "marker": GENERATED_MARKER,
         "describe": spec.describe(),
+        "regenerate": f"symbptt latex {spec.cli_options()} -o FILE",
         "layer": code(spec.torch_constructor()),
         "sizes": {"I": spec.input_size, "H": spec.hidden_size, "T": spec.steps},
-        "code": {name: code(name) for name in ("x @ W.T", "h_n.sum().backward()", "h_n")},
+        "code": {name: code(name) for name in ("x @ W.T", "h_n.sum().backward()")},
         "shapes": _shapes(derivation, code, show_d=unrolled is not None),
         "forward_step": Equation(_assignments(derivation.step.assignments), f"F{STEP_TAG}"),
         "forward": [Equation(_assignments(step), step[0].label) for step in derivation.forward],
@@ -299,8 +319,6 @@ def _context(derivation: Derivation, code: Callable[[str], str]) -> dict:
 
 
 def _render(template: str, context: dict) -> str:
-    from ..codegen import environment
-
     try:
         return environment().get_template(template).render(**context)
     except jinja2.TemplateError as exc:
@@ -329,8 +347,10 @@ def latex_summary(derivation: Derivation) -> str:
     add(derivation.step.assignments, "F")
     add(derivation.adjoint.assignments, "B")
     last = derivation.backward[0][0]
-    rows.append(rf"{latex(last.target)} &= {latex(last.value)} && \text{{at }} t = T = "
-                rf"{derivation.spec.steps}")
+    rows.append(
+        rf"{latex(last.target)} &= {latex(last.value)} && \text{{at }} t = T = "
+        rf"{derivation.spec.steps}"
+    )
     for gradient in derivation.gradients:
         equation = _gradient_equation(gradient).body.replace(" = ", " &= ", 1)
         rows.append(rf"{equation} && (\mathrm{{{gradient.label}}})")
@@ -368,8 +388,9 @@ def compile_pdf(tex_path: Path, timeout: float = 120) -> Path:
     tex_path = Path(tex_path)
     pdflatex = shutil.which("pdflatex")
     if pdflatex is None:
-        raise CodegenError("pdflatex not found; install a TeX distribution (e.g. TeX Live) "
-                           "to build the PDF")
+        raise CodegenError(
+            "pdflatex not found; install a TeX distribution (e.g. TeX Live) to build the PDF"
+        )
     if not tex_path.is_file():
         raise CodegenError(f"{tex_path} does not exist")
     with tempfile.TemporaryDirectory(prefix="symbptt-latex-") as folder:
@@ -379,12 +400,25 @@ def compile_pdf(tex_path: Path, timeout: float = 120) -> Path:
             shutil.copyfile(tex_path, source)
         except OSError as exc:
             raise CodegenError(f"cannot read {tex_path}: {exc.strerror or exc}") from None
-        command = [pdflatex, "-interaction=nonstopmode", "-halt-on-error", "-no-shell-escape",
-                   source.name]
+        command = [
+            pdflatex,
+            "-interaction=nonstopmode",
+            "-halt-on-error",
+            "-no-shell-escape",
+            source.name,
+        ]
+        # \input{...} of files next to the document still resolves from the temporary folder
+        search = f"{tex_path.parent.resolve()}{os.pathsep}{os.environ.get('TEXINPUTS', '')}"
+        env = {**os.environ, "TEXINPUTS": search}
         try:
-            result = subprocess.run(command, cwd=work, stdin=subprocess.DEVNULL,
-                                    capture_output=True, timeout=timeout,
-                                    env={**os.environ, "TEXINPUTS": f"{tex_path.parent.resolve()}{os.pathsep}"})
+            result = subprocess.run(
+                command,
+                cwd=work,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=timeout,
+                env=env,
+            )
         except subprocess.TimeoutExpired:
             raise CodegenError(f"pdflatex timed out after {timeout:g} s on {tex_path}") from None
         except OSError as exc:

@@ -129,7 +129,7 @@ def derivation_text(derivation: Derivation, width: int = 100) -> str:
     for gradient in derivation.gradients:
         if gradient.summed:
             body = f"{_gradient_name(gradient.of)} = Σₜ {text(gradient.generic)}"
-        elif len(gradient.terms) == 1:
+        elif gradient.once:
             body = f"{_gradient_name(gradient.of)} = {text(gradient.terms[0])}"
         else:
             body = f"{_gradient_name(gradient.of)} = {text(gradient.generic)}"
@@ -162,10 +162,9 @@ def _unrolled_text(derivation: Derivation, equation, lines: list[str], width: in
             body = " + ".join(_printer.chain(c) for step in reversed(gradient.steps) for c in step)
             equation(tag, f"{_gradient_name(gradient.of)} = {body}")
             continue
-        of = gradient.of if len(gradient.steps) == 1 else None
         parts = []
         for k, chains in reversed(list(enumerate(gradient.steps, start=1))):
-            symbol = of if of is not None else at_step(gradient.of, k)
+            symbol = gradient.of if gradient.once else at_step(gradient.of, k)
             parts.append(f"{_gradient_name(symbol)} = " + " + ".join(map(_printer.chain, chains)))
         equation(tag, parts[0])
         lines.extend(_wrap(" " * 7 + part, width, 7) for part in parts[1:])
