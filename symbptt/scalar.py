@@ -20,8 +20,9 @@ compared exactly (``expand`` of the difference) or at high-precision points (:fu
 
 Substitution is linear in T: each step substitutes the already-expanded matrices of the previous
 steps (shared SymPy subtrees), nothing re-expands the history. The brute force is not linear:
-``diff`` walks the nested expression as a tree, so its cost grows about 4–5× per step. Small
-sizes only.
+``diff`` differentiates the nested expression of ``L``, whose size grows geometrically with T,
+so its cost grows several-fold per step (measured with SymPy 1.14: about 2× per step at H = 2,
+3–4× at H = 3, 15 s for T = 6, H = 3). Small sizes only.
 """
 
 from __future__ import annotations
@@ -30,14 +31,17 @@ import random
 from collections.abc import Mapping
 
 import sympy as sp
-from sympy import ImmutableMatrix, MatrixSymbol
+from sympy import HadamardProduct, ImmutableMatrix, MatAdd, MatMul, MatrixSymbol, Transpose
+from sympy.matrices import MatrixBase
 
 from .derivation import Derivation, Gradient
-from .program import split_name, t, var
+from .matexpr import Elementwise
+from .program import at_step, split_name, t, var
 
 Values = dict[MatrixSymbol, ImmutableMatrix]
 """Each matrix variable and the explicit matrix that stands for it."""
 Leaves = Mapping[MatrixSymbol, ImmutableMatrix]
+"""Explicit matrices (of symbols or numbers) for the leaves: parameters, inputs, h_0, g."""
 
 
 # --- symbols ------------------------------------------------------------------------------
@@ -70,7 +74,8 @@ def _inputs(derivation: Derivation) -> list[MatrixSymbol]:
 
 
 def _initial_state(derivation: Derivation) -> MatrixSymbol:
-    return derivation.gradients[-1].of
+    ((_, previous),) = derivation.step.states
+    return at_step(previous, 1)
 
 
 def scalar_symbols(derivation: Derivation) -> Values:
@@ -89,12 +94,43 @@ def scalar_symbols(derivation: Derivation) -> Values:
     return values
 
 
-def _substitute(expr: sp.Basic, values: Leaves) -> ImmutableMatrix:
-    """``expr`` with each known matrix variable replaced by its explicit matrix, expanded."""
-    missing = {s for s in expr.atoms(MatrixSymbol) if s not in values}
-    if missing:
-        raise KeyError(f"no explicit value for {sorted(map(str, missing))} in {expr}")
-    return ImmutableMatrix(expr.xreplace(dict(values)).as_explicit())
+def at_element_level(expr: sp.Basic, values: Leaves) -> ImmutableMatrix:
+    """``expr`` at element level: each matrix variable replaced by its explicit matrix.
+
+    Sums, products, transposes and Hadamard products of the explicit matrices are formed
+    directly; an :class:`~symbptt.matexpr.Elementwise` node is rebuilt on its explicit argument
+    and expanded with ``as_explicit()`` (its ``_entry``). SymPy's own ``MatMul.as_explicit()`` is
+    avoided: with explicit factors it goes through ``Sum(...).doit()``, which expands and
+    factors the nested entries and is orders of magnitude slower.
+    """
+    if isinstance(expr, MatrixSymbol):
+        try:
+            return values[expr]
+        except KeyError:
+            raise KeyError(f"no explicit value for {expr}") from None
+    if isinstance(expr, MatrixBase):
+        return ImmutableMatrix(expr)
+    args = [at_element_level(arg, values) for arg in expr.args if getattr(arg, "is_Matrix", False)]
+    if isinstance(expr, MatAdd):
+        result = args[0].as_mutable()
+        for arg in args[1:]:
+            result += arg
+    elif isinstance(expr, MatMul):
+        scalars = [arg for arg in expr.args if not getattr(arg, "is_Matrix", False)]
+        result = sp.Mul(*scalars) * args[0]
+        for arg in args[1:]:
+            result = result * arg
+    elif isinstance(expr, Transpose):
+        (result,) = (arg.T for arg in args)
+    elif isinstance(expr, HadamardProduct):
+        result = args[0]
+        for arg in args[1:]:
+            result = result.multiply_elementwise(arg)
+    elif isinstance(expr, Elementwise):
+        result = Elementwise(expr.name, args[0]).as_explicit()
+    else:
+        result = expr.xreplace(dict(values)).as_explicit()
+    return ImmutableMatrix(result)
 
 
 # --- forward and loss ---------------------------------------------------------------------
@@ -108,7 +144,7 @@ def forward_values(derivation: Derivation, values: Leaves) -> Values:
     result: Values = dict(values)
     for step in derivation.forward:
         for assignment in step:
-            result[assignment.target] = _substitute(assignment.value, result)
+            result[assignment.target] = at_element_level(assignment.value, result)
     return result
 
 
@@ -159,8 +195,9 @@ def brute_force_gradients(derivation: Derivation) -> dict[str, ImmutableMatrix]:
     the parameter's shape (biases ``(H, 1)``); the input gradient stacks ``(∂L/∂x_t)ᵀ`` as row
     ``t - 1`` (shape ``(T, I)``, as torch's ``input.grad``); ``∂L/∂h_0`` is a column ``(H, 1)``.
 
-    Warning: the cost grows about 4–5× per step (``diff`` walks the nested tanh/relu tree);
-    use it for small sizes only (T ≤ 3, H ≤ 3).
+    Warning: the cost grows several-fold per step, more with H (up to 4–5× per step; ``diff``
+    works through the nested tanh/relu expression of ``L``); it is for small sizes only
+    (T ≤ 4, H ≤ 3 take about a second).
     """
     symbols = scalar_symbols(derivation)
     loss = unrolled_loss(derivation, symbols)
@@ -183,7 +220,7 @@ def backward_values(derivation: Derivation, values: Leaves) -> Values:
     env = forward_values(derivation, values)
     for step in derivation.backward:
         for assignment in step:
-            env[assignment.target] = _substitute(assignment.value, env)
+            env[assignment.target] = at_element_level(assignment.value, env)
     return env
 
 
@@ -198,7 +235,7 @@ def program_gradients(
     env = backward_values(derivation, scalar_symbols(derivation) if values is None else values)
     result = {}
     for gradient in derivation.gradients:
-        terms = [_substitute(term, env) for term in gradient.terms]
+        terms = [at_element_level(term, env) for term in gradient.terms]
         if gradient.summed:
             result[gradient.label] = ImmutableMatrix(sum(terms[1:], terms[0].as_mutable()))
         elif _is_per_step(gradient):

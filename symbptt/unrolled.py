@@ -93,9 +93,11 @@ def _cotangents(derivation: Derivation) -> list[MatrixSymbol]:
 
 def _as_diagonal(value: HadamardProduct) -> tuple[sp.Basic, tuple[MatrixSymbol, Elementwise]]:
     """``u ⊙ f'(h_k)`` -> ``(D_k u, (D_k, f'(h_k)))``."""
-    *rest, factor = value.args
-    if not isinstance(factor, Elementwise) or not isinstance(factor.arg, MatrixSymbol):
+    factors = [a for a in value.args if isinstance(a, Elementwise)]
+    if len(factors) != 1 or not isinstance(factors[0].arg, MatrixSymbol):
         raise DerivationError(f"cannot write {value} as a diagonal matrix product")
+    factor = factors[0]
+    rest = [a for a in value.args if a is not factor]
     _, index = split_name(factor.arg)
     n = factor.arg.shape[0]
     diagonal = var("D", index, n, n)
