@@ -7,8 +7,8 @@ Equations (column convention, one sample; the code works on batches of rows, x @
     (Ft)  zₜ = W_ih xₜ + W_hh hₜ₋₁   hₜ = relu(zₜ)
     (Bt)  h̄ₜ = gₜ + W_hhᵀ δₜ₊₁   δₜ = h̄ₜ ⊙ [hₜ > 0]
           at t = T: h̄₅ = g₅ + gₙ
-    (G1)  ∂L/∂W_ih = Σ_t δₜ xₜᵀ
-    (G2)  ∂L/∂W_hh = Σ_t δₜ hₜ₋₁ᵀ
+    (G1)  ∂L/∂W_ih = Σₜ δₜ xₜᵀ
+    (G2)  ∂L/∂W_hh = Σₜ δₜ hₜ₋₁ᵀ
     (G3)  ∂L/∂xₜ = W_ihᵀ δₜ
     (G4)  ∂L/∂h₀ = W_hhᵀ δ₁
 with g_t = ∂L/∂output_t and g_n = ∂L/∂h_n, the cotangents torch's backward receives.

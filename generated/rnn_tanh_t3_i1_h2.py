@@ -7,10 +7,10 @@ Equations (column convention, one sample; the code works on batches of rows, x @
     (Ft)  zₜ = W_ih xₜ + b_ih + W_hh hₜ₋₁ + b_hh   hₜ = tanh(zₜ)
     (Bt)  h̄ₜ = gₜ + W_hhᵀ δₜ₊₁   δₜ = h̄ₜ ⊙ (1 − hₜ ⊙ hₜ)
           at t = T: h̄₃ = g₃ + gₙ
-    (G1)  ∂L/∂W_ih = Σ_t δₜ xₜᵀ
-    (G2)  ∂L/∂W_hh = Σ_t δₜ hₜ₋₁ᵀ
-    (G3)  ∂L/∂b_ih = Σ_t δₜ
-    (G4)  ∂L/∂b_hh = Σ_t δₜ
+    (G1)  ∂L/∂W_ih = Σₜ δₜ xₜᵀ
+    (G2)  ∂L/∂W_hh = Σₜ δₜ hₜ₋₁ᵀ
+    (G3)  ∂L/∂b_ih = Σₜ δₜ
+    (G4)  ∂L/∂b_hh = Σₜ δₜ
     (G5)  ∂L/∂xₜ = W_ihᵀ δₜ
     (G6)  ∂L/∂h₀ = W_hhᵀ δ₁
 with g_t = ∂L/∂output_t and g_n = ∂L/∂h_n, the cotangents torch's backward receives.

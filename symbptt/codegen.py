@@ -26,7 +26,7 @@ from .printing.names import (
     stacked_code_name,
     unrolled_code_name,
 )
-from .printing.text import text
+from .printing.text import gradient_text, text
 from .printing.torch_code import BatchedTorchPrinter
 
 if TYPE_CHECKING:
@@ -87,15 +87,6 @@ def _printers(derivation: Derivation):
     )
 
 
-def _gradient_equation(gradient: Gradient) -> str:
-    lhs = f"∂L/∂{text(gradient.of)}"
-    if gradient.summed:
-        return f"{lhs} = Σ_t {text(gradient.generic)}"
-    if gradient.once:
-        return f"{lhs} = {text(gradient.terms[0])}"
-    return f"{lhs} = {text(gradient.generic)}"
-
-
 def _gradient_code(derivation: Derivation, gradient: Gradient, printers) -> GradientCode:
     unrolled, loop, stacked, per_step = printers
     vector_sum = gradient.summed and not isinstance(gradient.generic, MatMul)
@@ -111,7 +102,7 @@ def _gradient_code(derivation: Derivation, gradient: Gradient, printers) -> Grad
     else:
         total = each = stacked.doprint(gradient.generic)
     return GradientCode(
-        gradient.torch_name, gradient.label, _gradient_equation(gradient), total, each, terms
+        gradient.torch_name, gradient.label, gradient_text(gradient), total, each, terms
     )
 
 

@@ -15,7 +15,7 @@ from ..unrolled import MAX_STEPS, Chain, unroll
 from .names import text_name
 
 if TYPE_CHECKING:
-    from ..derivation import Derivation
+    from ..derivation import Derivation, Gradient
 
 
 class TextPrinter(StrPrinter):
@@ -83,6 +83,15 @@ def _gradient_name(of: MatrixSymbol) -> str:
     return f"∂L/∂{text(of)}"
 
 
+def gradient_text(gradient: Gradient) -> str:
+    """``∂L/∂W_ih = Σₜ δₜ xₜᵀ``, ``∂L/∂xₜ = W_ihᵀ δₜ`` or ``∂L/∂h₀ = W_hhᵀ δ₁``."""
+    if gradient.summed:
+        return f"{_gradient_name(gradient.of)} = Σₜ {text(gradient.generic)}"
+    if gradient.once:
+        return f"{_gradient_name(gradient.of)} = {text(gradient.terms[0])}"
+    return f"{_gradient_name(gradient.of)} = {text(gradient.generic)}"
+
+
 def derivation_text(derivation: Derivation, width: int = 100) -> str:
     """Forward equations, backward recurrence, gradients and unrolled sums, wrapped to width."""
     spec = derivation.spec
@@ -127,13 +136,7 @@ def derivation_text(derivation: Derivation, width: int = 100) -> str:
 
     section("Gradients")
     for gradient in derivation.gradients:
-        if gradient.summed:
-            body = f"{_gradient_name(gradient.of)} = Σₜ {text(gradient.generic)}"
-        elif gradient.once:
-            body = f"{_gradient_name(gradient.of)} = {text(gradient.terms[0])}"
-        else:
-            body = f"{_gradient_name(gradient.of)} = {text(gradient.generic)}"
-        equation(gradient.label, body)
+        equation(gradient.label, gradient_text(gradient))
 
     section(f"Unrolled for T = {spec.steps}: each step's term is a chain of products")
     if spec.steps > MAX_STEPS:
