@@ -14,8 +14,9 @@ from types import ModuleType
 import sympy as sp
 from sympy import MatAdd, MatrixSymbol
 
-from .adjoint import StepAdjoint, step_adjoint
-from .program import Assignment, Parameter, StepProgram, at_step, rnn_step, split_name, t
+from .adjoint import StepAdjoint, carry_symbol, step_adjoint
+from .cells import step_program
+from .program import Assignment, Parameter, StepProgram, at_step, shift, split_name, t
 from .spec import Spec
 
 
@@ -26,7 +27,8 @@ class Gradient:
     Attributes:
         label: equation tag, ``G1`` ... shared by the LaTeX and the generated code.
         of: the symbol the gradient is taken with respect to (``W_ih``, ``x[t]``, ``h[0]``).
-        torch_name: the key in the generated ``backward``'s result (``weight_ih_l0``, ``input``).
+        torch_name: the key in the generated ``backward``'s result (``weight_ih_l0``, ``input``,
+            ``h_0``); the blocks of a stacked parameter share their parameter's name.
         generic: the per-step term for the symbolic step ``t``.
         terms: the term at each step ``t = 1..T`` (one entry for ``h[0]``).
         summed: whether the gradient is the sum of ``terms`` (parameters) or one per step.
@@ -46,10 +48,11 @@ class Gradient:
 
 
 class Derivation:
-    """BPTT for ``torch.nn.RNN`` over ``spec.steps`` steps, derived symbolically.
+    """BPTT for a torch recurrent layer over ``spec.steps`` steps, derived symbolically.
 
-    Column convention, one sample; ``g_t = ∂L/∂output_t`` and ``g_n = ∂L/∂h_n`` are the upstream
-    cotangents torch's backward receives (``h_n.sum().backward()``: ``g_t = 0``, ``g_n = 1``)::
+    Column convention, one sample; ``g_t = ∂L/∂output_t`` and ``g_n = ∂L/∂h_n`` (and
+    ``g^c_n = ∂L/∂c_n`` for an LSTM) are the upstream cotangents torch's backward receives
+    (``h_n.sum().backward()``: ``g_t = 0``, ``g_n = 1``). For ``torch.nn.RNN``::
 
         (F_t)  z_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh,     h_t = act(z_t)
         (B_t)  h̄_t = g_t + W_hhᵀ δ_{t+1}   (h̄_T = g_T + g_n),  δ_t = h̄_t ⊙ act'(h_t)
@@ -60,7 +63,7 @@ class Derivation:
 
     def __init__(self, spec: Spec) -> None:
         self.spec = spec
-        self.step: StepProgram = rnn_step(spec)
+        self.step: StepProgram = step_program(spec)
         self.adjoint: StepAdjoint = step_adjoint(self.step)
 
     @property
@@ -76,20 +79,35 @@ class Derivation:
         )
 
     @cached_property
+    def backward_step(self) -> tuple[Assignment, ...]:
+        """The adjoint equations of the symbolic step ``t`` (``h̄_t = g_t + W_hhᵀ δ_{t+1}``)."""
+        mapping = {carry_symbol(s): shift(c, 1) for s, c in self.adjoint.carry.items()}
+        return tuple(
+            Assignment(a.target, a.value.xreplace(mapping), a.label)
+            for a in self.adjoint.assignments
+        )
+
+    @cached_property
     def backward(self) -> tuple[tuple[Assignment, ...], ...]:
-        """The adjoint equations for ``t = T..1`` (in that order), labelled ``BT..B1``."""
+        """The adjoint equations for ``t = T..1`` (in that order), labelled ``BT..B1``.
+
+        What step ``t + 1`` sends back to each state (``W_hhᵀ δ_{t+1}`` for an RNN) replaces
+        its placeholder; at ``t = T`` the final state's cotangent (``g_n``) does.
+        """
         steps = []
         last = self.spec.steps
+        carries = {carry_symbol(s): (shift(c, 1), s.final) for s, c in self.adjoint.carry.items()}
         for k in range(last, 0, -1):
-            assignments = [a.at_step(k, f"B{k}") for a in self.adjoint.assignments]
-            if k == last:
-                first = assignments[0]
-                assignments[0] = Assignment(
-                    first.target,
-                    MatAdd(at_step(self.adjoint.cotangent, k), self.adjoint.final),
-                    first.label,
+            mapping = {
+                at_step(placeholder, k): final if k == last else at_step(sent, k)
+                for placeholder, (sent, final) in carries.items()
+            }
+            steps.append(
+                tuple(
+                    Assignment(a.target, a.value.xreplace(mapping), a.label)
+                    for a in (a.at_step(k, f"B{k}") for a in self.adjoint.assignments)
                 )
-            steps.append(tuple(assignments))
+            )
         return tuple(steps)
 
     @cached_property
@@ -98,20 +116,21 @@ class Derivation:
         steps = range(1, self.spec.steps + 1)
         grads = []
         for parameter in self.parameters:
-            term = self.adjoint.parameter_terms[parameter.symbol]
-            grads.append((parameter.symbol, parameter.torch_name, term, True))
+            for block in parameter.blocks:
+                term = self.adjoint.parameter_terms[block]
+                grads.append((block, parameter.torch_name, term, True))
         for symbol, term in self.adjoint.input_terms.items():
             grads.append((symbol, "input", term, False))
-        ((previous, carry),) = self.adjoint.carry.items()
         result = []
         for i, (of, name, term, summed) in enumerate(grads, start=1):
             terms = tuple(at_step(term, k) for k in steps)
             result.append(Gradient(f"G{i}", of, name, term, terms, summed))
-        result.append(
-            Gradient(
-                f"G{len(grads) + 1}", at_step(previous, 1), "hx", carry, (at_step(carry, 1),), False
+        for state, carry in self.adjoint.carry.items():
+            label = f"G{len(result) + 1}"
+            first = at_step(carry, 1)
+            result.append(
+                Gradient(label, at_step(state.previous, 1), f"{state.name}_0", carry, (first,), False)
             )
-        )
         return tuple(result)
 
     # --- outputs -------------------------------------------------------------------------
@@ -161,16 +180,25 @@ class Derivation:
 
 
 def derive(
-    steps: int = 3,
+    steps: int | None = None,
     input_size: int = 1,
     hidden_size: int = 2,
     nonlinearity: str = "tanh",
     bias: bool = True,
     loop: bool | None = None,
+    cell: str = "rnn",
+    proj_size: int = 0,
 ) -> Derivation:
-    """Derive BPTT for ``torch.nn.RNN(input_size, hidden_size, nonlinearity=..., bias=...)``.
+    """Derive BPTT for a torch recurrent layer or cell.
+
+    ``derive()`` is the founding case, ``torch.nn.RNN(input_size=1, hidden_size=2)`` over 3
+    steps; ``cell`` is one of ``rnn``, ``lstm``, ``gru``, ``rnn_cell``, ``lstm_cell``,
+    ``gru_cell`` (steps default to 3 for layers, 1 for cells).
 
     Raises:
-        SpecError: for steps or sizes that are not positive integers, or an unknown nonlinearity.
+        SpecError: for steps or sizes that are not positive integers, an unknown cell or
+            nonlinearity, or an option torch rejects for the cell.
     """
-    return Derivation(Spec(steps, input_size, hidden_size, nonlinearity, bias, loop))
+    return Derivation(
+        Spec(steps, input_size, hidden_size, nonlinearity, bias, loop, cell, proj_size)
+    )

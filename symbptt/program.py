@@ -90,12 +90,32 @@ class Assignment:
 
 @dataclass(frozen=True)
 class Parameter:
-    """A learnable tensor: its symbol, torch's attribute name and shape, and a description."""
+    """A learnable tensor as torch stores it, and the blocks the equations use.
 
-    symbol: MatrixSymbol
+    torch stacks the gates' matrices by rows: ``weight_ih_l0`` of an LSTM is
+    ``[W_ii; W_if; W_ig; W_io]`` (4H × I). ``blocks`` lists those symbols in that order; a
+    parameter without gates has one block.
+    """
+
     torch_name: str
+    argument: str
     shape: tuple[int, ...]
     description: str
+    blocks: tuple[MatrixSymbol, ...]
+
+
+@dataclass(frozen=True)
+class State:
+    """A carried state: ``new`` (``h[t]``) replaces ``previous`` (``h[t - 1]``) each step.
+
+    ``final`` is the symbol of the cotangent of the last state (``g[n]`` = ∂L/∂h_n) and
+    ``name`` torch's letter for it (``h`` in ``h_0``/``h_n``, ``c`` in ``c_0``/``c_n``).
+    """
+
+    new: MatrixSymbol
+    previous: MatrixSymbol
+    final: MatrixSymbol
+    name: str
 
 
 @dataclass(frozen=True)
@@ -105,48 +125,18 @@ class StepProgram:
     Attributes:
         assignments: the step's equations in order.
         inputs: per-step inputs (``x[t]``).
-        states: pairs ``(new, previous)`` of carried state (``(h[t], h[t - 1])``).
+        states: the carried states, the output's first (``h``, then ``c`` for an LSTM).
         output: the per-step output whose cotangent ``g[t]`` torch's backward receives.
         parameters: the learnable tensors, in torch's order.
     """
 
     assignments: tuple[Assignment, ...]
     inputs: tuple[MatrixSymbol, ...]
-    states: tuple[tuple[MatrixSymbol, MatrixSymbol], ...]
+    states: tuple[State, ...]
     output: MatrixSymbol
     parameters: tuple[Parameter, ...]
 
-
-def rnn_step(spec: Spec) -> StepProgram:
-    """``torch.nn.RNN``'s step::
-
-    z_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh,    h_t = act(z_t)
-    """
-    n_in, n_h = spec.input_size, spec.hidden_size
-    w_ih, w_hh = MatrixSymbol("W_ih", n_h, n_in), MatrixSymbol("W_hh", n_h, n_h)
-    x, h_prev, h, z = var("x", t, n_in), var("h", t - 1, n_h), var("h", t, n_h), var("z", t, n_h)
-    parameters = [
-        Parameter(w_ih, "weight_ih_l0", (n_h, n_in), "input-hidden weights"),
-        Parameter(w_hh, "weight_hh_l0", (n_h, n_h), "hidden-hidden weights"),
-    ]
-    terms = [MatMul(w_ih, x)]
-    if spec.bias:
-        b_ih, b_hh = MatrixSymbol("b_ih", n_h, 1), MatrixSymbol("b_hh", n_h, 1)
-        parameters += [
-            Parameter(b_ih, "bias_ih_l0", (n_h,), "input-hidden bias"),
-            Parameter(b_hh, "bias_hh_l0", (n_h,), "hidden-hidden bias"),
-        ]
-        terms.append(b_ih)
-    terms.append(MatMul(w_hh, h_prev))
-    if spec.bias:
-        terms.append(b_hh)
-    return StepProgram(
-        assignments=(
-            Assignment(z, MatAdd(*terms), "F"),
-            Assignment(h, Elementwise(spec.nonlinearity, z), "F"),
-        ),
-        inputs=(x,),
-        states=((h, h_prev),),
-        output=h,
-        parameters=tuple(parameters),
-    )
+    @property
+    def blocks(self) -> tuple[MatrixSymbol, ...]:
+        """Every parameter block, in torch's order."""
+        return tuple(block for p in self.parameters for block in p.blocks)

@@ -8,6 +8,16 @@ from dataclasses import dataclass
 from .errors import SpecError
 
 NONLINEARITIES = ("tanh", "relu")
+CELLS = ("rnn", "lstm", "gru", "rnn_cell", "lstm_cell", "gru_cell")
+"""Layers (a sequence of steps) and single-step cells, named like torch's classes."""
+TORCH_CLASS = {
+    "rnn": "RNN",
+    "lstm": "LSTM",
+    "gru": "GRU",
+    "rnn_cell": "RNNCell",
+    "lstm_cell": "LSTMCell",
+    "gru_cell": "GRUCell",
+}
 LOOP_FORM_THRESHOLD = 16
 """Above this many steps the generated code uses a loop instead of writing every step out."""
 
@@ -30,32 +40,47 @@ def _positive_int(value: object, what: str) -> int:
 
 @dataclass(frozen=True)
 class Spec:
-    """A ``torch.nn.RNN`` (one layer, one direction) unrolled over ``steps`` steps.
-
-    Equations, per sample, column convention (``W x`` where torch writes ``x W^T``)::
-
-        z_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh
-        h_t = act(z_t),   act in {tanh, relu}
+    """A torch recurrent layer (one layer, one direction) unrolled over ``steps`` steps, or a
+    single-step cell.
 
     Args:
-        steps: T, the number of time steps (>= 1).
+        steps: T, the number of time steps (>= 1); default 3 for layers, and 1 (the only
+            value allowed) for cells.
         input_size: I, features of x_t.
-        hidden_size: H, features of h_t.
-        nonlinearity: ``"tanh"`` or ``"relu"``, as in ``torch.nn.RNN``.
-        bias: whether the layer has ``bias_ih_l0`` and ``bias_hh_l0``.
+        hidden_size: H, features of h_t (of c_t for an LSTM with a projection).
+        nonlinearity: ``"tanh"`` or ``"relu"``, for ``rnn`` and ``rnn_cell`` only.
+        bias: whether the layer has ``bias_ih`` and ``bias_hh``.
         loop: write the generated code as a loop over steps; ``None`` picks it above
             :data:`LOOP_FORM_THRESHOLD` steps.
+        cell: one of :data:`CELLS`.
+        proj_size: P, LSTM only: ``h_t = W_hr (o_t ⊙ tanh(c_t))`` of size P < H; 0 for none.
     """
 
-    steps: int = 3
+    steps: int | None = None
     input_size: int = 1
     hidden_size: int = 2
     nonlinearity: str = "tanh"
     bias: bool = True
     loop: bool | None = None
+    cell: str = "rnn"
+    proj_size: int = 0
 
     def __post_init__(self) -> None:
+        if self.cell not in CELLS:
+            raise SpecError(f"unknown cell {self.cell!r}; choose one of {', '.join(CELLS)}")
+        if self.steps is None:
+            object.__setattr__(self, "steps", 1 if self.is_cell else 3)
         object.__setattr__(self, "steps", _positive_int(self.steps, "steps"))
+        if self.is_cell and self.steps != 1:
+            raise SpecError(f"{self.cell} is a single step; --steps must be 1 (or left out)")
+        if self.family != "rnn" and self.nonlinearity != "tanh":
+            raise SpecError(f"--nonlinearity is for rnn and rnn_cell only, not {self.cell}")
+        if isinstance(self.proj_size, bool) or not isinstance(self.proj_size, int):
+            raise SpecError(f"proj_size must be a non-negative integer, got {self.proj_size!r}")
+        if self.proj_size < 0:
+            raise SpecError(f"proj_size must be a non-negative integer, got {self.proj_size}")
+        if self.proj_size and self.cell != "lstm":
+            raise SpecError(f"proj_size is for lstm only (torch rejects it for {self.cell})")
         object.__setattr__(self, "input_size", _positive_int(self.input_size, "input_size"))
         object.__setattr__(self, "hidden_size", _positive_int(self.hidden_size, "hidden_size"))
         if self.nonlinearity not in NONLINEARITIES:
@@ -69,6 +94,25 @@ class Spec:
             raise SpecError(f"loop must be True, False or None, got {self.loop!r}")
 
     @property
+    def is_cell(self) -> bool:
+        """Whether this is a single-step cell module (``RNNCell``, ...)."""
+        return self.cell.endswith("_cell")
+
+    @property
+    def family(self) -> str:
+        """``rnn``, ``lstm`` or ``gru``, whether a layer or a cell."""
+        return self.cell.removesuffix("_cell")
+
+    @property
+    def torch_class(self) -> str:
+        return TORCH_CLASS[self.cell]
+
+    @property
+    def output_size(self) -> int:
+        """H_out: ``proj_size`` when projecting, else ``hidden_size``."""
+        return self.proj_size or self.hidden_size
+
+    @property
     def loop_form(self) -> bool:
         """Whether generated code loops over steps (else every step is written out)."""
         return self.steps > LOOP_FORM_THRESHOLD if self.loop is None else self.loop
@@ -76,7 +120,12 @@ class Spec:
     @property
     def default_name(self) -> str:
         """File stem of the generated module, e.g. ``rnn_tanh_t3_i1_h2``."""
-        name = f"rnn_{self.nonlinearity}_t{self.steps}_i{self.input_size}_h{self.hidden_size}"
+        kind = f"rnn_{self.nonlinearity}" if self.family == "rnn" else self.family
+        if self.is_cell:
+            kind += "_cell"
+        name = f"{kind}_t{self.steps}_i{self.input_size}_h{self.hidden_size}"
+        if self.proj_size:
+            name += f"_p{self.proj_size}"
         if not self.bias:
             name += "_nobias"
         if self.loop is not None and self.loop != (self.steps > LOOP_FORM_THRESHOLD):
@@ -84,25 +133,29 @@ class Spec:
         return name
 
     def torch_constructor(self) -> str:
-        """The ``torch.nn.RNN(...)`` call this spec mirrors."""
+        """The ``torch.nn.RNN(...)`` (or LSTM, GRU, ...Cell) call this spec mirrors."""
         args = [f"input_size={self.input_size}", f"hidden_size={self.hidden_size}"]
         if self.nonlinearity != "tanh":
             args.append(f"nonlinearity={self.nonlinearity!r}")
         if not self.bias:
             args.append("bias=False")
-        return f"torch.nn.RNN({', '.join(args)})"
+        if self.proj_size:
+            args.append(f"proj_size={self.proj_size}")
+        return f"torch.nn.{self.torch_class}({', '.join(args)})"
 
     def describe(self) -> str:
         """One line: the layer and the number of steps."""
+        if self.is_cell:
+            return f"{self.torch_constructor()}, one step"
         return f"{self.torch_constructor()}, {self.steps} step{'s' if self.steps > 1 else ''}"
 
     def cli_options(self) -> str:
         """The ``symbptt derive`` options that reproduce this spec."""
-        opts = [
-            f"--steps {self.steps}",
-            f"--input-size {self.input_size}",
-            f"--hidden-size {self.hidden_size}",
-        ]
+        opts = [] if self.cell == "rnn" else [f"--cell {self.cell}"]
+        opts += [] if self.is_cell else [f"--steps {self.steps}"]
+        opts += [f"--input-size {self.input_size}", f"--hidden-size {self.hidden_size}"]
+        if self.proj_size:
+            opts.append(f"--proj-size {self.proj_size}")
         if self.nonlinearity != "tanh":
             opts.append(f"--nonlinearity {self.nonlinearity}")
         if not self.bias:

@@ -1,18 +1,33 @@
-"""How each variable of a derivation is written: in text, in LaTeX and in generated code."""
+"""How each variable of a derivation is written: in text, in LaTeX and in generated code.
+
+Variables are named ``base[index]`` (see :mod:`symbptt.program`). Bases of the form
+``a_X`` (pre-activation of gate X) and ``delta_X`` (its adjoint) print with X as a
+superscript: ``aⁱₜ``, ``δⁱₜ``; ``hbar``/``cbar`` print as ``h̄``/``c̄``; ``ct`` (the LSTM's
+candidate, torch's g gate) as ``c̃``; ``gc[n]`` (∂L/∂c_n) as ``gᶜₙ``.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterable
 
 import sympy as sp
 from sympy import MatrixSymbol
 
-from ..program import split_name, t
+from ..program import Parameter, split_name, t
 
 _SUBSCRIPT = str.maketrans("0123456789+-tn", "₀₁₂₃₄₅₆₇₈₉₊₋ₜₙ")
+_SUPERSCRIPT = str.maketrans("ifgorznhc", "ⁱᶠᵍᵒʳᶻⁿʰᶜ")
 
-TEXT_BASE = {"delta": "δ", "hbar": "h\u0304"}
-LATEX_BASE = {"delta": r"\delta", "hbar": r"\bar{h}"}
-CODE_BASE = {"g[n]": "grad_h_n"}
-PARAMETER_CODE = {"W_ih": "weight_ih", "W_hh": "weight_hh", "b_ih": "bias_ih", "b_hh": "bias_hh"}
+TEXT_BASE = {"delta": "δ", "hbar": "h\u0304", "cbar": "c\u0304", "ct": "c\u0303", "gc": "gᶜ"}
+LATEX_BASE = {
+    "delta": r"\delta",
+    "hbar": r"\bar{h}",
+    "cbar": r"\bar{c}",
+    "ct": r"\tilde{c}",
+    "gc": "g^{c}",
+}
+FINAL_CODE = {"g[n]": "grad_h_n", "gc[n]": "grad_c_n"}
+"""Code names of the final states' cotangents."""
 
 
 def index_text(index: sp.Expr) -> str:
@@ -20,71 +35,101 @@ def index_text(index: sp.Expr) -> str:
     return str(index).replace(" ", "")
 
 
+def _gate_base(base: str) -> tuple[str, str] | None:
+    head, _, gate = base.partition("_")
+    return (head, gate) if head in ("a", "delta") and gate else None
+
+
 def text_name(symbol: MatrixSymbol) -> str:
-    """``h[t - 1]`` -> ``hₜ₋₁``, ``delta[3]`` -> ``δ₃``, ``W_ih`` -> ``W_ih``."""
+    """``h[t - 1]`` -> ``hₜ₋₁``, ``delta_i[3]`` -> ``δⁱ₃``, ``W_ih`` -> ``W_ih``."""
     base, index = split_name(symbol)
-    base = TEXT_BASE.get(base, base)
-    return base if index is None else base + index_text(index).translate(_SUBSCRIPT)
+    if index is None:
+        return base
+    gated = _gate_base(base)
+    if gated:
+        head, gate = gated
+        shown = TEXT_BASE.get(head, head) + gate.translate(_SUPERSCRIPT)
+    else:
+        shown = TEXT_BASE.get(base, base)
+    return shown + index_text(index).translate(_SUBSCRIPT)
 
 
 def latex_name(symbol: MatrixSymbol) -> str:
-    """``h[t - 1]`` -> ``h_{t-1}``, ``W_ih`` -> ``W_{\\mathrm{ih}}``."""
+    """``h[t - 1]`` -> ``h_{t-1}``, ``delta_i[t]`` -> ``\\delta^{i}_{t}``, ``W_ih`` ->
+    ``W_{\\mathrm{ih}}``."""
     base, index = split_name(symbol)
     if index is None:
         head, _, sub = base.partition("_")
         return f"{head}_{{\\mathrm{{{sub}}}}}" if sub else head
-    return f"{LATEX_BASE.get(base, base)}_{{{index_text(index)}}}"
+    gated = _gate_base(base)
+    if gated:
+        head, gate = gated
+        shown = f"{LATEX_BASE.get(head, head)}^{{{gate}}}"
+    else:
+        shown = LATEX_BASE.get(base, base)
+    return f"{shown}_{{{index_text(index)}}}"
 
 
 def is_parameter(symbol: MatrixSymbol) -> bool:
     """Parameters carry no step index."""
-    return split_name(symbol)[1] is None and symbol.name != "g[n]"
+    return split_name(symbol)[1] is None
 
 
-def unrolled_code_name(symbol: MatrixSymbol) -> str:
+def block_names(parameters: Iterable[Parameter]) -> dict[MatrixSymbol, str]:
+    """Code names of parameter blocks: a one-block parameter is its argument (``weight_ih``);
+    the gates of a stacked one are ``w_ii, w_if, ...`` (``weight_ih.chunk(4)``)."""
+    names = {}
+    for parameter in parameters:
+        if len(parameter.blocks) == 1:
+            names[parameter.blocks[0]] = parameter.argument
+        else:
+            names.update({block: block.name.lower() for block in parameter.blocks})
+    return names
+
+
+def unrolled_code_name(symbol: MatrixSymbol, blocks: dict[MatrixSymbol, str]) -> str:
     """Names in straight-line code: ``h[3]`` -> ``h3``, ``g[n]`` -> ``grad_h_n``."""
-    if symbol.name in CODE_BASE:
-        return CODE_BASE[symbol.name]
+    if symbol.name in FINAL_CODE:
+        return FINAL_CODE[symbol.name]
     base, index = split_name(symbol)
     if index is None:
-        return PARAMETER_CODE[base]
+        return blocks[symbol]
     return f"{base}{index}"
 
 
-LOOP_FIRST_STEP = {"h": 0}
-"""``h`` holds ``h_0..h_T`` (slot = step); every other sequence starts at step 1 (slot = step-1)."""
-
-LOOP_TEMPORARIES = ("z", "hbar")
-"""Per-step values the loop keeps in a plain variable instead of a sequence tensor."""
+STATE_BASES = ("h", "c")
+"""Sequences of states hold ``h_0..h_T`` (slot = step); every other starts at step 1."""
 
 
 def _slot(base: str, index: sp.Expr) -> sp.Expr:
-    return index - LOOP_FIRST_STEP.get(base, 1)
+    return index - (0 if base in STATE_BASES else 1)
 
 
-def loop_code_name(symbol: MatrixSymbol) -> str:
-    """Names inside the loop over ``t``: ``h[t - 1]`` -> ``h[t - 1]``, ``x[t]`` -> ``x[t - 1]``."""
-    if symbol.name in CODE_BASE:
-        return CODE_BASE[symbol.name]
+def loop_code_name(
+    symbol: MatrixSymbol, blocks: dict[MatrixSymbol, str], sequences: set[str]
+) -> str:
+    """Names inside the loop over ``t``: a base in ``sequences`` is a tensor over steps
+    (``x[t]`` -> ``x[t - 1]``, ``h[t - 1]`` -> ``h[t - 1]``); any other is a plain variable."""
+    if symbol.name in FINAL_CODE:
+        return FINAL_CODE[symbol.name]
     base, index = split_name(symbol)
     if index is None:
-        return PARAMETER_CODE[base]
-    if base in LOOP_TEMPORARIES:
+        return blocks[symbol]
+    if base not in sequences:
         return base
     return f"{base}[{_slot(base, index)}]"
 
 
-LOOP_EXTRA_SLOTS = {"h": 1, "delta": 1}
-"""Sequences longer than T: ``h`` also holds ``h_0``; ``delta`` also holds ``δ_{T+1} = 0``."""
-
-
-def stacked_code_name(symbol: MatrixSymbol, steps: int) -> str:
+def stacked_code_name(symbol: MatrixSymbol, blocks: dict[MatrixSymbol, str], steps: int) -> str:
     """A generic variable at every step ``t = 1..T`` at once: ``h[t - 1]`` -> ``h[:-1]``."""
     base, index = split_name(symbol)
     if index is None:
-        return unrolled_code_name(symbol)
+        return blocks[symbol]
     start = int(_slot(base, index).subs(t, 1))
-    past_end = start + steps - (steps + LOOP_EXTRA_SLOTS.get(base, 0))
+    past_end = start - (1 if base in STATE_BASES else 0)
     if start == 0 and past_end == 0:
         return base
     return f"{base}[{start or ''}:{past_end or ''}]"
+
+
+NameFunction = Callable[[MatrixSymbol], str]

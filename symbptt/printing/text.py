@@ -6,7 +6,7 @@ import textwrap
 from typing import TYPE_CHECKING
 
 import sympy as sp
-from sympy import HadamardProduct, MatAdd, MatMul, MatrixSymbol, Transpose
+from sympy import HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
 from sympy.printing.str import StrPrinter
 
 from ..matexpr import Elementwise
@@ -29,10 +29,26 @@ class TextPrinter(StrPrinter):
         return f"({text})" if isinstance(expr, (MatAdd, HadamardProduct)) else text
 
     def _print_MatAdd(self, expr: MatAdd) -> str:
-        return " + ".join(self._print(arg) for arg in expr.args)
+        out = ""
+        for arg in expr.args:
+            term = self._print(arg)
+            if out and term.startswith("−"):
+                out += f" − {term[1:]}"
+            else:
+                out += f" + {term}" if out else term
+        return out
 
     def _print_MatMul(self, expr: MatMul) -> str:
-        return " ".join(self._operand(arg) for arg in expr.args)
+        coefficient = sp.Mul(*[a for a in expr.args if not a.is_Matrix])
+        factors = " ".join(self._operand(a) for a in expr.args if a.is_Matrix)
+        if coefficient == 1:
+            return factors
+        if coefficient == -1:
+            return f"−{factors}"
+        return f"{self._print(coefficient)} {factors}"
+
+    def _print_OneMatrix(self, expr: OneMatrix) -> str:
+        return "1"
 
     def _print_HadamardProduct(self, expr: HadamardProduct) -> str:
         return " ⊙ ".join(self._operand(arg) for arg in expr.args)
@@ -92,9 +108,14 @@ def gradient_text(gradient: Gradient) -> str:
     return f"{_gradient_name(gradient.of)} = {text(gradient.generic)}"
 
 
+def _assignments(assignments) -> list[str]:
+    return [f"{text(a.target)} = {text(a.value)}" for a in assignments]
+
+
 def derivation_text(derivation: Derivation, width: int = 100) -> str:
     """Forward equations, backward recurrence, gradients and unrolled sums, wrapped to width."""
     spec = derivation.spec
+    program = derivation.step
     lines: list[str] = []
 
     def section(title: str) -> None:
@@ -104,40 +125,69 @@ def derivation_text(derivation: Derivation, width: int = 100) -> str:
         tag = f"({label})"
         lines.append(_wrap(f"{tag:<6} {body}", width, 7))
 
+    def equations(label: str, parts: list[str]) -> None:
+        """On one line when they fit, else one per line under the label."""
+        joined = ",   ".join(parts)
+        if len(joined) + 7 <= width:
+            equation(label, joined)
+            return
+        equation(label, parts[0])
+        lines.extend(_wrap(" " * 7 + part, width, 7) for part in parts[1:])
+
+    finals = ", ".join(f"{text(s.final)} = ∂L/∂{s.name}_n" for s in program.states)
     lines.append(f"BPTT for {spec.describe()}")
     lines.append(
         _wrap(
             "Column convention, one sample: W x where torch writes x Wᵀ. Cotangents: "
-            "gₜ = ∂L/∂outputₜ, gₙ = ∂L/∂h_n (h_n.sum().backward() means gₜ = 0, gₙ = 1).",
+            f"gₜ = ∂L/∂outputₜ, {finals} (h_n.sum().backward() means gₜ = 0, gₙ = 1).",
             width,
             0,
         )
     )
+    if spec.family == "lstm":
+        lines.append("c̃ₜ is torch's g gate; aˣₜ is the pre-activation of gate x.")
+    elif spec.family == "gru":
+        lines.append("aˣₜ is the pre-activation of gate x; aʰⁿₜ = W_hn hₜ₋₁ + b_hn sits inside r.")
 
     section("Forward, step t")
-    equation(
-        "Ft", "   ".join(f"{text(a.target)} = {text(a.value)}" for a in derivation.step.assignments)
-    )
+    equations("Ft", _assignments(program.assignments))
     section(f"Forward, unrolled for T = {spec.steps}")
     for step in _abbreviated(derivation.forward, lines):
-        equation(step[0].label, ",   ".join(f"{text(a.target)} = {text(a.value)}" for a in step))
+        equations(step[0].label, _assignments(step))
 
-    section("Backward recurrence, step t (δₜ = ∂L/∂zₜ, h̄ₜ = ∂L/∂hₜ)")
-    adjoint = derivation.adjoint
-    equation("Bt", "   ".join(f"{text(a.target)} = {text(a.value)}" for a in adjoint.assignments))
-    boundary = derivation.backward[0][0]
+    section("Backward recurrence, step t (x̄ = ∂L/∂x; δ = ∂L/∂ of a pre-activation)")
+    equations("Bt", _assignments(derivation.backward_step))
+    boundary = _assignments(derivation.backward[0][: len(program.states)])
     lines.append(
-        f"       at t = T = {spec.steps}: {text(boundary.target)} = {text(boundary.value)}"
-        " (nothing comes back from step T+1)"
+        _wrap(
+            f"       at t = T = {spec.steps}: {', '.join(boundary)} (nothing comes back from "
+            "step T+1)",
+            width,
+            7,
+        )
     )
     section(f"Backward, unrolled for T = {spec.steps}")
     for step in _abbreviated(derivation.backward, lines):
-        equation(step[0].label, ",   ".join(f"{text(a.target)} = {text(a.value)}" for a in step))
+        equations(step[0].label, _assignments(step))
 
     section("Gradients")
+    for parameter in derivation.parameters:
+        if len(parameter.blocks) > 1:
+            stacked = "; ".join(text(b) for b in parameter.blocks)
+            lines.append(f"       {parameter.torch_name} = [{stacked}] (stacked by rows)")
     for gradient in derivation.gradients:
         equation(gradient.label, gradient_text(gradient))
 
+    if spec.family != "rnn":
+        section(f"Per-step sums for T = {spec.steps}")
+        if spec.steps > MAX_STEPS:
+            lines.append(f"(written out for T ≤ {MAX_STEPS}; derive with fewer steps to see them)")
+        else:
+            for gradient in derivation.gradients:
+                if gradient.summed:
+                    body = " + ".join(text(term) for term in gradient.terms)
+                    equation(f"U{gradient.label[1:]}", f"{_gradient_name(gradient.of)} = {body}")
+        return "\n".join(lines)
     section(f"Unrolled for T = {spec.steps}: each step's term is a chain of products")
     if spec.steps > MAX_STEPS:
         lines.append(f"(written out for T ≤ {MAX_STEPS}; derive with fewer steps to see them)")

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import sympy as sp
-from sympy import HadamardProduct, MatAdd, MatMul, MatrixSymbol, Transpose
+from sympy import HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
 from sympy.printing.pytorch import TorchPrinter
 
 from ..errors import CodegenError
@@ -51,10 +51,21 @@ class BatchedTorchPrinter(TorchPrinter):
 
     def _operand(self, expr: sp.Basic) -> str:
         text = self._print(expr)
-        return f"({text})" if isinstance(expr, (MatAdd, HadamardProduct)) else text
+        grouped = isinstance(expr, (MatAdd, HadamardProduct)) or _coefficient(expr) != 1
+        return f"({text})" if grouped else text
 
     def _print_MatAdd(self, expr: MatAdd) -> str:
-        return " + ".join(self._print(arg) for arg in expr.args)
+        code = ""
+        for arg in expr.args:
+            text = self._print(arg)
+            if code and text.startswith("-"):
+                code += f" - {text[1:]}"
+            else:
+                code += f" + {text}" if code else text
+        return code
+
+    def _print_OneMatrix(self, expr: OneMatrix) -> str:
+        return "1"
 
     def _print_HadamardProduct(self, expr: HadamardProduct) -> str:
         return " * ".join(self._operand(arg) for arg in expr.args)
@@ -78,6 +89,13 @@ class BatchedTorchPrinter(TorchPrinter):
         return text if self._batch_dims == 1 else f"{text}.flatten(0, 1)"
 
     def _print_MatMul(self, expr: MatMul) -> str:
+        coefficient = _coefficient(expr)
+        if coefficient != 1:
+            rest = MatMul(*[a for a in expr.args if getattr(a, "is_Matrix", False)])
+            rest_code = self._operand(rest.args[0] if len(rest.args) == 1 else rest)
+            if coefficient == -1:
+                return f"-{rest_code}"
+            return f"{self._print(coefficient)} * {rest_code}"
         *left, last = expr.args
         if isinstance(last, Transpose) and len(left) == 1 and not self._parameter(last.arg):
             # u vᵀ summed over the batch (and the steps when stacked)
@@ -96,3 +114,10 @@ class BatchedTorchPrinter(TorchPrinter):
         else:
             dims = "1" if self._per_step else "(0, 1)"
         return f"{self._operand(expr)}.sum({dims})"
+
+
+def _coefficient(expr: sp.Basic) -> sp.Expr:
+    """The number multiplying a matrix product (``-1`` in ``-z``), else 1."""
+    if not isinstance(expr, MatMul):
+        return sp.S.One
+    return sp.Mul(*[a for a in expr.args if not getattr(a, "is_Matrix", False)])

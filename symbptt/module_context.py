@@ -1,0 +1,265 @@
+"""The data the module template lays out: every line of generated code, decided here.
+
+Two forms share one derivation: *unrolled* writes every step out (``h3 = ...  # (F3)``);
+*loop* writes the generic step once inside ``for t in ...`` (``# (Ft)``). In both, the
+forward returns ``(output, saved)``, where ``saved`` holds the per-step values the backward
+reads (gates, states), and the backward returns every gradient by torch's names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import sympy as sp
+from sympy import MatMul, MatrixSymbol
+
+from .printing.names import (
+    FINAL_CODE,
+    STATE_BASES,
+    block_names,
+    is_parameter,
+    loop_code_name,
+    stacked_code_name,
+    unrolled_code_name,
+)
+from .printing.text import gradient_text, text
+from .printing.torch_code import BatchedTorchPrinter
+from .program import split_name
+
+if TYPE_CHECKING:
+    from .derivation import Derivation, Gradient
+
+
+@dataclass(frozen=True)
+class Line:
+    """One statement of generated code and the equation it implements."""
+
+    code: str
+    label: str
+
+
+@dataclass(frozen=True)
+class GradientCode:
+    """How ``backward`` forms one torch gradient (a parameter, the input or a first state).
+
+    ``terms`` (unrolled form) are the per-step terms, ``total`` their sum, ``per_step`` their
+    stack; ``labels`` the equations of the blocks it is made of.
+    """
+
+    key: str
+    labels: str
+    equations: tuple[str, ...]
+    terms: tuple[str, ...]
+    total: str
+    per_step: str
+    is_parameter: bool
+
+
+def _base(symbol: MatrixSymbol) -> str:
+    return split_name(symbol)[0]
+
+
+def _bases(exprs) -> list[str]:
+    """Bases of the indexed variables in ``exprs``, in first-seen order."""
+    seen: dict[str, None] = {}
+    for expr in exprs:
+        for symbol in sorted(expr.atoms(MatrixSymbol), key=lambda s: s.name):
+            if split_name(symbol)[1] is not None and symbol.name not in FINAL_CODE:
+                seen.setdefault(_base(symbol), None)
+    return list(seen)
+
+
+def _join(items: list[str]) -> str:
+    return ", ".join(items) + ("," if len(items) == 1 else "")
+
+
+class _Builder:
+    def __init__(self, derivation: Derivation) -> None:
+        d = self.d = derivation
+        self.spec = d.spec
+        self.blocks = block_names(d.parameters)
+        self.steps = range(1, d.spec.steps + 1)
+        program = d.step
+        self.forward_bases = [_base(a.target) for a in program.assignments]
+        self.sizes = {_base(a.target): a.target.shape[0] for a in program.assignments}
+        self.sizes |= {_base(x): x.shape[0] for x in program.inputs}
+        self.states = [_base(s.new) for s in program.states]
+        backward_exprs = [a.value for a in d.adjoint.assignments]
+        backward_exprs += list(d.adjoint.carry.values()) + [g.generic for g in d.gradients]
+        used = set(_bases(backward_exprs))
+        self.saved = [b for b in self.forward_bases if b in used or b in self.states]
+        gradient_bases = set(_bases(g.generic for g in d.gradients if not g.once))
+        self.adjoint_sequences = [
+            _base(a.target) for a in d.adjoint.assignments if _base(a.target) in gradient_bases
+        ]
+        self.sizes |= {_base(a.target): a.target.shape[0] for a in d.adjoint.assignments}
+        unrolled = self.unrolled = BatchedTorchPrinter(
+            lambda s: unrolled_code_name(s, self.blocks), is_parameter
+        )
+        forward_sequences = {"x", *self.states, *self.saved}
+        backward_sequences = {"x", "g", *self.states, *self.saved, *self.adjoint_sequences}
+        self.loop_forward_printer = BatchedTorchPrinter(
+            lambda s: loop_code_name(s, self.blocks, forward_sequences), is_parameter
+        )
+        self.loop_backward_printer = BatchedTorchPrinter(
+            lambda s: loop_code_name(s, self.blocks, backward_sequences), is_parameter
+        )
+        stacked = lambda s: stacked_code_name(s, self.blocks, d.spec.steps)  # noqa: E731
+        self.stacked = BatchedTorchPrinter(stacked, is_parameter, batch_dims=2)
+        self.stacked_per_step = BatchedTorchPrinter(
+            stacked, is_parameter, batch_dims=2, per_step=True
+        )
+        del unrolled
+
+    # --- signatures ------------------------------------------------------------------
+
+    def arguments(self, exprs) -> list[str]:
+        """Parameter arguments (torch's order) whose blocks ``exprs`` use."""
+        used: set[MatrixSymbol] = set()
+        for expr in exprs:
+            used |= expr.atoms(MatrixSymbol)
+        return [p.argument for p in self.d.parameters if used & set(p.blocks)]
+
+    def unpack_blocks(self, arguments: list[str]) -> list[str]:
+        """``w_ii, w_if, w_ig, w_io = weight_ih.chunk(4)`` for each stacked argument."""
+        lines = []
+        for p in self.d.parameters:
+            if p.argument in arguments and len(p.blocks) > 1:
+                names = ", ".join(self.blocks[b] for b in p.blocks)
+                lines.append(f"{names} = {p.argument}.chunk({len(p.blocks)})")
+        return lines
+
+    # --- unrolled form -----------------------------------------------------------------
+
+    def _line(self, printer, assignment, label) -> Line:
+        return Line(f"{printer.doprint(assignment.target)} = {printer.doprint(assignment.value)}",
+                    label)
+
+    def unrolled_forward(self) -> list[Line]:
+        return [self._line(self.unrolled, a, a.label) for step in self.d.forward for a in step]
+
+    def unrolled_backward(self) -> list[Line]:
+        return [self._line(self.unrolled, a, a.label) for step in self.d.backward for a in step]
+
+    def unpack(self, base: str, source: str) -> str:
+        return f"{_join([f'{base}{k}' for k in self.steps])} = {source}.unbind(0)"
+
+    def stack(self, base: str) -> str:
+        return f"torch.stack(({_join([f'{base}{k}' for k in self.steps])}))"
+
+    # --- gradients -----------------------------------------------------------------------
+
+    def _reduce(self, printer: BatchedTorchPrinter, gradient: Gradient, expr) -> str:
+        vector = gradient.summed and not isinstance(gradient.generic, MatMul)
+        return printer.batch_sum(expr) if vector else printer.doprint(expr)
+
+    def gradient_codes(self) -> list[GradientCode]:
+        groups: dict[str, list[Gradient]] = {}
+        for gradient in self.d.gradients:
+            groups.setdefault(gradient.torch_name, []).append(gradient)
+        return [self._gradient_code(key, grads) for key, grads in groups.items()]
+
+    def _gradient_code(self, key: str, grads: list[Gradient]) -> GradientCode:
+        first = grads[0]
+        labels = first.label if len(grads) == 1 else f"{first.label}–{grads[-1].label}"
+        equations = tuple(f"({g.label}) {gradient_text(g)}" for g in grads)
+
+        def cat(parts: list[str], dim: int = 0) -> str:
+            if len(parts) == 1:
+                return parts[0]
+            return f"torch.cat(({', '.join(parts)}){f', {dim}' if dim else ''})"
+
+        terms: tuple[str, ...] = ()
+        if not self.spec.loop_form:
+            terms = tuple(
+                cat([self._reduce(self.unrolled, g, g.terms[k]) for g in grads])
+                for k in range(len(first.terms))
+            )
+        if first.summed:
+            total = cat([self._reduce(self.stacked, g, g.generic) for g in grads])
+            per_step = cat([self._reduce(self.stacked_per_step, g, g.generic) for g in grads], 1)
+        elif first.once:
+            total = per_step = f"carry_{_base(first.of)}"
+        else:
+            total = per_step = self.stacked.doprint(first.generic)
+        return GradientCode(key, labels, equations, terms, total, per_step, first.summed)
+
+    # --- loop form -----------------------------------------------------------------------
+
+    def loop_forward(self) -> list[Line]:
+        printer = self.loop_forward_printer
+        return [self._line(printer, a, "Ft") for a in self.d.step.assignments]
+
+    def loop_backward(self) -> list[Line]:
+        printer = self.loop_backward_printer
+        lines = [self._line(printer, a, "Bt") for a in self.d.adjoint.assignments]
+        for state, sent in self.d.adjoint.carry.items():
+            lines.append(Line(f"carry_{_base(state.new)} = {printer.doprint(sent)}", "Bt"))
+        return lines
+
+
+def template_context(derivation: Derivation, name: str, marker: str) -> dict:
+    """Everything ``templates/module.py.jinja`` lays out."""
+    spec = derivation.spec
+    b = _Builder(derivation)
+    program, adjoint = derivation.step, derivation.adjoint
+    forward_args = b.arguments(a.value for a in program.assignments)
+    backward_exprs = [a.value for a in adjoint.assignments] + list(adjoint.carry.values())
+    backward_args = b.arguments(backward_exprs + [g.generic for g in derivation.gradients])
+    states = [
+        {
+            "name": _base(s.new),
+            "initial": f"{_base(s.new)}0",
+            "final": FINAL_CODE[s.final.name],
+            "key": f"{_base(s.new)}_0",
+            "size": s.new.shape[0],
+        }
+        for s in program.states
+    ]
+    last = derivation.backward[0]
+    unrolled = not spec.loop_form
+    context = {
+        "spec": spec,
+        "name": name,
+        "class_name": spec.torch_class,
+        "marker": marker,
+        "regenerate": f"symbptt derive {spec.cli_options()} --name {name}",
+        "loop_form": spec.loop_form,
+        "equations": {
+            "forward": [f"{text(a.target)} = {text(a.value)}" for a in program.assignments],
+            "backward": [f"{text(a.target)} = {text(a.value)}" for a in derivation.backward_step],
+            "boundary": [f"{text(a.target)} = {text(a.value)}" for a in last[: len(states)]],
+        },
+        "states": states,
+        "state_names": [s["initial"] for s in states],
+        "finals": [s["final"] for s in states],
+        "saved": b.saved,
+        "sizes": b.sizes,
+        "state_bases": list(STATE_BASES),
+        "adjoint_sequences": b.adjoint_sequences,
+        "forward_args": forward_args,
+        "backward_args": backward_args,
+        "forward_unpack": b.unpack_blocks(forward_args),
+        "backward_unpack": b.unpack_blocks(backward_args),
+        "forward": b.unrolled_forward() if unrolled else [],
+        "backward": b.unrolled_backward() if unrolled else [],
+        "loop_forward": b.loop_forward(),
+        "loop_backward": b.loop_backward(),
+        "gradients": b.gradient_codes(),
+        "parameters": derivation.parameters,
+    }
+    if unrolled:
+        context["unpack"] = {base: b.unpack(base, src) for base, src in _sources(b).items()}
+        context["stack"] = {base: b.stack(base) for base in b.saved}
+    return context
+
+
+def _sources(b: _Builder) -> dict[str, str]:
+    """Where the unrolled backward reads each sequence from."""
+    sources = {"x": "x", "g": "grad_output"}
+    sources |= {base: f'saved["{base}"]' for base in b.saved}
+    return sources
+
+
+__all__ = ["GradientCode", "Line", "template_context", "sp"]
