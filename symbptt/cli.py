@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import CodegenError, SymbpttError
+from .spec import CELLS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -25,10 +26,17 @@ class _Parser(argparse.ArgumentParser):
 
 def _spec_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("layer (defaults: the founding case, nn.RNN(1, 2), 3 steps)")
-    group.add_argument("--steps", type=int, default=3, help="time steps T (default 3)")
+    group.add_argument(
+        "--cell",
+        default="rnn",
+        metavar="{" + ",".join(CELLS) + "}",
+        help="torch module to derive (default rnn)",
+    )
+    group.add_argument("--steps", type=int, help="time steps T (default 3; cells are 1 step)")
     group.add_argument("--input-size", type=int, default=1, help="input_size I (default 1)")
     group.add_argument("--hidden-size", type=int, default=2, help="hidden_size H (default 2)")
-    group.add_argument("--nonlinearity", default="tanh", help="tanh (default) or relu")
+    group.add_argument("--proj-size", type=int, default=0, help="proj_size P (lstm only)")
+    group.add_argument("--nonlinearity", default="tanh", help="tanh (default) or relu (rnn)")
     group.add_argument("--no-bias", dest="bias", action="store_false", help="bias=False")
     form = group.add_mutually_exclusive_group()
     form.add_argument(
@@ -53,6 +61,8 @@ def _derivation(args: argparse.Namespace):
         nonlinearity=args.nonlinearity,
         bias=args.bias,
         loop=args.loop,
+        cell=args.cell,
+        proj_size=args.proj_size,
     )
 
 
@@ -133,8 +143,9 @@ def _run_verify(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="symbptt",
-        description="Derive backpropagation through time for torch.nn.RNN symbolically, show "
-        "the equations, generate PyTorch code and verify it against torch autograd.",
+        description="Derive backpropagation through time for torch's recurrent layers "
+        "(RNN, LSTM, GRU and their cells) symbolically, show the equations, generate PyTorch "
+        "code and verify it against torch autograd.",
     )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -169,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser(
         "verify",
         help="compare generated gradients with torch's (exit 1 on mismatch)",
-        description="Generate the module in memory and compare it with torch.nn.RNN.",
+        description="Generate the module in memory and compare it with torch's own module.",
     )
     _spec_options(check)
     check.add_argument("--device", default="cpu", choices=("cpu", "cuda"))

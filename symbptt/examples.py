@@ -18,6 +18,11 @@ EXAMPLES: tuple[Spec, ...] = (
     Spec(steps=1, input_size=3, hidden_size=2),
     Spec(steps=5, input_size=4, hidden_size=3, nonlinearity="relu", bias=False),
     Spec(steps=32, input_size=8, hidden_size=16),  # loop form
+    Spec(cell="lstm", steps=3, input_size=2, hidden_size=3),
+    Spec(cell="lstm", steps=24, input_size=4, hidden_size=8, proj_size=4),  # loop form
+    Spec(cell="gru", steps=3, input_size=2, hidden_size=3),
+    Spec(cell="lstm_cell", input_size=3, hidden_size=4),
+    Spec(cell="gru_cell", input_size=3, hidden_size=4),
 )
 """Specs of the committed examples, the founding case first."""
 

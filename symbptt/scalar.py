@@ -2,13 +2,17 @@
 
 The derivation builds the backward program with matrix-level reverse-mode rules
 (:mod:`symbptt.adjoint`). Checking it against itself proves nothing, so this module gives an
-independent reference for concrete, small sizes:
+independent reference for concrete, small sizes, for every cell (RNN, LSTM with or without a
+projection, GRU, and the single-step cells):
 
-* every matrix variable becomes an explicit SymPy matrix of scalar symbols (``W_ih_0_1``,
-  ``x_2_0``, ``g_n_1``);
-* the forward program is evaluated at element level, which gives each ``h_t`` as an explicit
+* every leaf matrix becomes an explicit SymPy matrix of real scalar symbols: each parameter
+  BLOCK (``W_ih_0_1``; an LSTM's ``W_ii_0_1``, ``W_if_0_1``, …; a bias block ``b_ii_1``), each
+  input ``x_t`` (``x_2_0``), each initial state (``h_0_1``, and ``c_0_1`` for an LSTM), each
+  output cotangent ``g_t`` (``g_1_0``) and each final-state cotangent (``g_n_0`` = ∂L/∂h_n,
+  ``gc_n_0`` = ∂L/∂c_n);
+* the forward program is evaluated at element level, which gives every state as an explicit
   matrix of nested scalar expressions, and from them the scalar loss
-  ``L = Σ_t g_tᵀ h_t + g_nᵀ h_T`` (``g_t`` the cotangent of output ``t``, ``g_n`` that of ``h_n``);
+  ``L = Σ_t g_t·h_t + Σ_states final·state_T`` (``g_n·h_T``, plus ``gc_n·c_T`` for an LSTM);
 * :func:`brute_force_gradients` differentiates ``L`` with SymPy's scalar ``diff``, one symbol at
   a time: no matrix calculus, no adjoint rules, nothing shared with the derivation but the
   forward equations. That is the ground truth.
@@ -18,30 +22,57 @@ level, so both sides are explicit matrices of scalar expressions over the same s
 compared exactly (``expand`` of the difference) or at high-precision points (:func:`evaluate`,
 :func:`random_point`).
 
+The logistic function is written ``σ(y) = (1 + tanh(y/2))/2`` here, an exact identity: every
+entry is then a polynomial in ``tanh`` atoms, on both sides, so ``expand`` can prove an identity
+(``1/(1 + e^{−y})`` would make the brute force and the program two different rational functions
+of ``exp`` atoms, which ``expand`` does not bring to one form).
+
 Substitution is linear in T: each step substitutes the already-expanded matrices of the previous
 steps (shared SymPy subtrees), nothing re-expands the history. The brute force is not linear:
 ``diff`` differentiates the nested expression of ``L``, whose size grows geometrically with T,
-so its cost grows several-fold per step (measured with SymPy 1.14: about 2× per step at H = 2,
-3–4× at H = 3, 15 s for T = 6, H = 3). Small sizes only.
+so its cost grows several-fold per step (measured with SymPy 1.14 for an RNN: about 2× per step
+at H = 2, 3–4× at H = 3, 15 s for T = 6, H = 3; an LSTM or GRU step is several RNN steps).
+Small sizes only.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import sympy as sp
-from sympy import HadamardProduct, ImmutableMatrix, MatAdd, MatMul, MatrixSymbol, Transpose
+from sympy import (
+    HadamardProduct,
+    Identity,
+    ImmutableMatrix,
+    MatAdd,
+    MatMul,
+    MatrixSymbol,
+    OneMatrix,
+    Transpose,
+    ZeroMatrix,
+)
 from sympy.matrices import MatrixBase
 
 from .derivation import Derivation, Gradient
-from .matexpr import Elementwise
-from .program import at_step, split_name, t, var
+from .matexpr import FUNCTIONS, Elementwise
+from .program import State, at_step, split_name, t
 
 Values = dict[MatrixSymbol, ImmutableMatrix]
 """Each matrix variable and the explicit matrix that stands for it."""
 Leaves = Mapping[MatrixSymbol, ImmutableMatrix]
-"""Explicit matrices (of symbols or numbers) for the leaves: parameters, inputs, h_0, g."""
+"""Explicit matrices (of symbols or numbers) for the leaves: parameter blocks, inputs, initial
+states, cotangents."""
+
+
+def _sigmoid(y: sp.Expr) -> sp.Expr:
+    return (1 + sp.tanh(y / 2)) / 2
+
+
+SCALAR_FUNCTIONS: dict[str, Callable[[sp.Expr], sp.Expr]] = {
+    name: function.scalar for name, function in FUNCTIONS.items()
+} | {"sigmoid": _sigmoid}
+"""Each element-wise function on one scalar; ``σ(y) = (1 + tanh(y/2))/2`` (see above)."""
 
 
 # --- symbols ------------------------------------------------------------------------------
@@ -63,45 +94,54 @@ def _explicit(symbol: MatrixSymbol, matrix: bool) -> ImmutableMatrix:
     )
 
 
+def _steps(derivation: Derivation) -> range:
+    return range(1, derivation.spec.steps + 1)
+
+
 def _cotangents(derivation: Derivation) -> list[MatrixSymbol]:
-    shape = derivation.adjoint.cotangent.shape
-    return [var("g", k, *shape) for k in range(1, derivation.spec.steps + 1)]
+    """``g[1] … g[T]``: the cotangents of the per-step output."""
+    return [at_step(derivation.adjoint.cotangent, k) for k in _steps(derivation)]
 
 
 def _inputs(derivation: Derivation) -> list[MatrixSymbol]:
-    steps = range(1, derivation.spec.steps + 1)
-    return [var(split_name(x)[0], k, *x.shape) for x in derivation.step.inputs for k in steps]
+    return [at_step(x, k) for x in derivation.step.inputs for k in _steps(derivation)]
 
 
-def _initial_state(derivation: Derivation) -> MatrixSymbol:
-    ((_, previous),) = derivation.step.states
-    return at_step(previous, 1)
+def _states(derivation: Derivation) -> tuple[State, ...]:
+    return derivation.step.states
 
 
 def scalar_symbols(derivation: Derivation) -> Values:
     """Explicit matrices of real scalar symbols for every leaf of the derivation.
 
-    Leaves: the parameters (``W_ih`` -> ``W_ih_0_0, W_ih_0_1, …``; a bias ``b_ih`` ->
-    ``b_ih_0, …``), every input ``x[t]`` (``x_2_0`` is row 0 of ``x_2``), the initial state
-    ``h[0]`` (``h_0_1``), every output cotangent ``g[t]`` and ``g[n]`` (``g_n_0``).
+    Leaves: every parameter block (``W_ih`` -> ``W_ih_0_0, W_ih_0_1, …``; a bias block ``b_ih``
+    -> ``b_ih_0, …``; an LSTM's ``W_ii``, ``W_if``, …), every input ``x[t]`` (``x_2_0`` is row 0
+    of ``x_2``), every initial state ``h[0]`` (``h_0_1``) and ``c[0]`` (``c_0_1``), every output
+    cotangent ``g[t]`` and every final-state cotangent ``g[n]`` (``g_n_0``), ``gc[n]``
+    (``gc_n_0``).
     """
     values: Values = {}
     for parameter in derivation.parameters:
-        values[parameter.symbol] = _explicit(parameter.symbol, len(parameter.shape) == 2)
-    for symbol in [*_inputs(derivation), _initial_state(derivation), *_cotangents(derivation)]:
+        for block in parameter.blocks:
+            values[block] = _explicit(block, len(parameter.shape) == 2)
+    states = _states(derivation)
+    initial = [at_step(state.previous, 1) for state in states]
+    finals = [state.final for state in states]
+    for symbol in [*_inputs(derivation), *initial, *_cotangents(derivation), *finals]:
         values[symbol] = _explicit(symbol, symbol.shape[1] != 1)
-    values[derivation.adjoint.final] = _explicit(derivation.adjoint.final, False)
     return values
 
 
 def at_element_level(expr: sp.Basic, values: Leaves) -> ImmutableMatrix:
     """``expr`` at element level: each matrix variable replaced by its explicit matrix.
 
-    Sums, products, transposes and Hadamard products of the explicit matrices are formed
-    directly; an :class:`~symbptt.matexpr.Elementwise` node is rebuilt on its explicit argument
-    and expanded with ``as_explicit()`` (its ``_entry``). SymPy's own ``MatMul.as_explicit()`` is
-    avoided: with explicit factors it goes through ``Sum(...).doit()``, which expands and
-    factors the nested entries and is orders of magnitude slower.
+    Sums, products (with their numeric coefficients), transposes and Hadamard products of the
+    explicit matrices are formed directly; an :class:`~symbptt.matexpr.Elementwise` node applies
+    its scalar function (:data:`SCALAR_FUNCTIONS`) to each entry of its explicit argument;
+    ``OneMatrix``, ``ZeroMatrix`` and ``Identity`` become explicit constants. SymPy's own
+    ``MatMul.as_explicit()`` is avoided: with explicit factors it goes through
+    ``Sum(...).doit()``, which expands and factors the nested entries and is orders of magnitude
+    slower. Raises ``TypeError`` for any other node.
     """
     if isinstance(expr, MatrixSymbol):
         try:
@@ -110,6 +150,8 @@ def at_element_level(expr: sp.Basic, values: Leaves) -> ImmutableMatrix:
             raise KeyError(f"no explicit value for {expr}") from None
     if isinstance(expr, MatrixBase):
         return ImmutableMatrix(expr)
+    if isinstance(expr, (OneMatrix, ZeroMatrix, Identity)):
+        return ImmutableMatrix(expr.as_explicit())
     args = [at_element_level(arg, values) for arg in expr.args if getattr(arg, "is_Matrix", False)]
     if isinstance(expr, MatAdd):
         result = args[0].as_mutable()
@@ -127,9 +169,10 @@ def at_element_level(expr: sp.Basic, values: Leaves) -> ImmutableMatrix:
         for arg in args[1:]:
             result = result.multiply_elementwise(arg)
     elif isinstance(expr, Elementwise):
-        result = Elementwise(expr.name, args[0]).as_explicit()
+        (arg,) = args
+        result = arg.applyfunc(SCALAR_FUNCTIONS[expr.name])
     else:
-        result = expr.xreplace(dict(values)).as_explicit()
+        raise TypeError(f"no element-level rule for {type(expr).__name__}: {expr}")
     return ImmutableMatrix(result)
 
 
@@ -137,7 +180,8 @@ def at_element_level(expr: sp.Basic, values: Leaves) -> ImmutableMatrix:
 
 
 def forward_values(derivation: Derivation, values: Leaves) -> Values:
-    """``values`` extended with every forward variable (``z[t]``, ``h[t]``) at element level.
+    """``values`` extended with every forward variable (``z[t]``, ``h[t]``, ``c[t]``, gates …)
+    at element level.
 
     Each assignment substitutes the explicit matrices already computed, in program order.
     """
@@ -148,22 +192,27 @@ def forward_values(derivation: Derivation, values: Leaves) -> Values:
     return result
 
 
+def _dot(a: ImmutableMatrix, b: ImmutableMatrix) -> sp.Expr:
+    return (a.T * b)[0, 0]
+
+
 def _loss(derivation: Derivation, env: Mapping[MatrixSymbol, ImmutableMatrix]) -> sp.Expr:
     output = derivation.step.output
-    base, _ = split_name(output)
-    steps = derivation.spec.steps
+    last = derivation.spec.steps
     loss = sp.S.Zero
     for k, g in enumerate(_cotangents(derivation), start=1):
-        loss += (env[g].T * env[var(base, k, *output.shape)])[0, 0]
-    loss += (env[derivation.adjoint.final].T * env[var(base, steps, *output.shape)])[0, 0]
+        loss += _dot(env[g], env[at_step(output, k)])
+    for state in _states(derivation):
+        loss += _dot(env[state.final], env[at_step(state.new, last)])
     return loss
 
 
 def unrolled_loss(derivation: Derivation, values: Leaves) -> sp.Expr:
-    """The scalar loss ``L = Σ_t g_tᵀ h_t + g_nᵀ h_T`` with the forward program unrolled.
+    """The scalar loss ``L = Σ_t g_t·h_t + Σ_states final·state_T`` with the forward program
+    unrolled (``g_n·h_T`` for an RNN or GRU, ``g_n·h_T + gc_n·c_T`` for an LSTM).
 
-    ``values`` gives the leaves (normally :func:`scalar_symbols`); ``h_t`` comes from evaluating
-    the forward assignments at element level.
+    ``values`` gives the leaves (normally :func:`scalar_symbols`); the states come from
+    evaluating the forward assignments at element level.
     """
     return _loss(derivation, forward_values(derivation, values))
 
@@ -184,20 +233,21 @@ def _is_per_step(gradient: Gradient) -> bool:
 
 def _per_step(gradient: Gradient, derivation: Derivation) -> list[MatrixSymbol]:
     """The symbols an input gradient is taken with respect to, one per step."""
-    base, _ = split_name(gradient.of)
-    return [var(base, k, *gradient.of.shape) for k in range(1, derivation.spec.steps + 1)]
+    return [at_step(gradient.of, k) for k in _steps(derivation)]
 
 
 def brute_force_gradients(derivation: Derivation) -> dict[str, ImmutableMatrix]:
     """The ground truth: ``sympy.diff`` of the unrolled scalar loss, one scalar at a time.
 
-    Returns each gradient's label (``G1`` …) with an explicit matrix: a parameter's gradient has
-    the parameter's shape (biases ``(H, 1)``); the input gradient stacks ``(∂L/∂x_t)ᵀ`` as row
-    ``t - 1`` (shape ``(T, I)``, as torch's ``input.grad``); ``∂L/∂h_0`` is a column ``(H, 1)``.
+    Returns each gradient's label (``G1`` …) with an explicit matrix: a parameter block's
+    gradient has the block's shape (bias blocks ``(H, 1)``); the input gradient stacks
+    ``(∂L/∂x_t)ᵀ`` as row ``t - 1`` (shape ``(T, I)``, as torch's ``input.grad``); the gradient
+    of an initial state (``h_0``, ``c_0``) is a column.
 
-    Warning: the cost grows several-fold per step, more with H (up to 4–5× per step; ``diff``
-    works through the nested tanh/relu expression of ``L``); it is for small sizes only
-    (T ≤ 4, H ≤ 3 take about a second).
+    Warning: the cost grows several-fold per step, more with H (up to 4–5× per step for an
+    RNN; ``diff`` works through the nested tanh/relu expression of ``L``); it is for small sizes
+    only (an RNN with T ≤ 4, H ≤ 3 takes about a second; an LSTM or GRU with T = 2, H = 2 a
+    few).
     """
     symbols = scalar_symbols(derivation)
     loss = unrolled_loss(derivation, symbols)
@@ -216,7 +266,7 @@ def brute_force_gradients(derivation: Derivation) -> dict[str, ImmutableMatrix]:
 
 def backward_values(derivation: Derivation, values: Leaves) -> Values:
     """``values`` extended with the forward variables and every backward variable
-    (``hbar[t]``, ``delta[t]``), all at element level, in program order."""
+    (``hbar[t]``, ``delta[t]``, ``cbar[t]`` …), all at element level, in program order."""
     env = forward_values(derivation, values)
     for step in derivation.backward:
         for assignment in step:

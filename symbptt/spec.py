@@ -71,6 +71,8 @@ class Spec:
         if self.steps is None:
             object.__setattr__(self, "steps", 1 if self.is_cell else 3)
         object.__setattr__(self, "steps", _positive_int(self.steps, "steps"))
+        object.__setattr__(self, "input_size", _positive_int(self.input_size, "input_size"))
+        object.__setattr__(self, "hidden_size", _positive_int(self.hidden_size, "hidden_size"))
         if self.is_cell and self.steps != 1:
             raise SpecError(f"{self.cell} is a single step; --steps must be 1 (or left out)")
         if self.family != "rnn" and self.nonlinearity != "tanh":
@@ -81,8 +83,11 @@ class Spec:
             raise SpecError(f"proj_size must be a non-negative integer, got {self.proj_size}")
         if self.proj_size and self.cell != "lstm":
             raise SpecError(f"proj_size is for lstm only (torch rejects it for {self.cell})")
-        object.__setattr__(self, "input_size", _positive_int(self.input_size, "input_size"))
-        object.__setattr__(self, "hidden_size", _positive_int(self.hidden_size, "hidden_size"))
+        if self.proj_size and self.proj_size >= self.hidden_size:
+            raise SpecError(
+                f"proj_size ({self.proj_size}) must be smaller than hidden_size "
+                f"({self.hidden_size})"
+            )
         if self.nonlinearity not in NONLINEARITIES:
             raise SpecError(
                 f"unknown nonlinearity {self.nonlinearity!r}; torch.nn.RNN accepts "

@@ -1,4 +1,5 @@
-"""Checks a generated module against ``torch.nn.RNN`` with the same weights.
+"""Checks a generated module against torch's own module (``torch.nn.RNN``, ...) with the
+same weights.
 
 Both run forward on the same random input and initial state and backward with the same random
 cotangents on ``output`` and ``h_n``; every gradient (input, hx, each parameter) and both
@@ -76,6 +77,109 @@ def _relative_error(actual, expected) -> float:
     return diff / scale
 
 
+def _flatten(value) -> list:
+    if isinstance(value, tuple):
+        return [item for part in value for item in _flatten(part)]
+    return [value]
+
+
+def torch_reference(spec, device: str, dtype):
+    """``torch.nn.<Class>`` with the spec's options (weights from torch's own init)."""
+    import torch
+
+    options = {"bias": spec.bias, "device": device, "dtype": dtype}
+    if spec.family == "rnn":
+        options["nonlinearity"] = spec.nonlinearity
+    if spec.proj_size:
+        options["proj_size"] = spec.proj_size
+    return getattr(torch.nn, spec.torch_class)(spec.input_size, spec.hidden_size, **options)
+
+
+def compare(
+    derivation: Derivation,
+    module: ModuleType,
+    *,
+    device: str = "cpu",
+    dtype: str = "float64",
+    seed: int = 0,
+    batch: int | None = 3,
+    batch_first: bool = False,
+    given_state: bool = True,
+    scale: float = 1.0,
+) -> Report:
+    """Run the generated module and torch's with the same weights and compare everything.
+
+    Args:
+        batch: batch size, or None for unbatched input.
+        batch_first: layers only: input is (N, L, I).
+        given_state: pass a random initial state (else both default to zeros).
+        scale: multiplies torch's initial weights (larger weights make relu units switch).
+    """
+    import torch
+
+    spec = derivation.spec
+    torch_dtype = getattr(torch, dtype)
+    generator = torch.Generator().manual_seed(seed)
+
+    def randn(*shape):
+        return torch.randn(*shape, generator=generator, dtype=torch.float64).to(device, torch_dtype)
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        reference = torch_reference(spec, device, torch_dtype)
+    with torch.no_grad():
+        for parameter in reference.parameters():
+            parameter.mul_(scale)
+    options = {} if spec.is_cell else {"batch_first": batch_first}
+    generated = getattr(module, spec.torch_class)(device=device, dtype=torch_dtype, **options)
+    generated.load_state_dict(reference.state_dict())
+    if not spec.is_cell:
+        reference.batch_first = batch_first
+    rows = () if batch is None else (batch,)
+    if spec.is_cell:
+        x = randn(*rows, spec.input_size)
+        states = [randn(*rows, spec.output_size)]
+    else:
+        steps = (spec.steps, *rows) if not batch_first or batch is None else (*rows, spec.steps)
+        x = randn(*steps, spec.input_size)
+        states = [randn(1, *rows, spec.output_size)]
+    if spec.family == "lstm":
+        states.append(randn(*states[0].shape[:-1], spec.hidden_size))
+
+    results, cotangents = [], None
+    for layer in (generated, reference):
+        leaves = [x.clone().requires_grad_()] + [s.clone().requires_grad_() for s in states]
+        hx = tuple(leaves[1:]) if spec.family == "lstm" else leaves[1]
+        outputs = _flatten(layer(leaves[0], hx) if given_state else layer(leaves[0]))
+        if cotangents is None:
+            cotangents = [randn(*o.shape) for o in outputs]
+        wrt = leaves if given_state else leaves[:1]
+        wrt = wrt + list(layer.parameters())
+        grads = torch.autograd.grad(outputs, wrt, cotangents)
+        results.append([o.detach() for o in outputs] + list(grads))
+    names = ["output", "h_n", "c_n"] if spec.family == "lstm" else ["output", "h_n"]
+    if spec.is_cell:
+        names = ["h'", "c'"] if spec.family == "lstm" else ["h'"]
+    names += ["grad input"]
+    if given_state:
+        names += ["grad h_0", "grad c_0"] if spec.family == "lstm" else ["grad h_0"]
+    names += [f"grad {name}" for name, _ in reference.named_parameters()]
+    tolerance = TOLERANCE[dtype]
+    checks = []
+    for name, ours, theirs in zip(names, *results, strict=True):
+        if ours.shape != theirs.shape:
+            raise VerificationError(
+                f"{name}: shape {tuple(ours.shape)}, torch {tuple(theirs.shape)}"
+            )
+        checks.append(Check(name, _relative_error(ours, theirs), tolerance))
+    where = "cuDNN" if device == "cuda" else "CPU"
+    description = (
+        f"generated module vs torch.nn.{spec.torch_class} ({where}), same weights, {dtype}, "
+        f"batch {batch}, random cotangents, seed {seed}"
+    )
+    return Report(description, tuple(checks))
+
+
 def verify(
     derivation: Derivation,
     module: ModuleType | None = None,
@@ -84,7 +188,7 @@ def verify(
     seed: int = 0,
     batch: int = 3,
 ) -> Report:
-    """Compare the generated module's forward and gradients with ``torch.nn.RNN``'s.
+    """Compare the generated module's outputs and gradients with torch's own module.
 
     Args:
         module: the generated module (default: ``derivation.load()``).
@@ -105,47 +209,4 @@ def verify(
     if device == "cuda" and not torch.cuda.is_available():
         raise VerificationError("--device cuda: CUDA is not available on this machine")
     module = module if module is not None else derivation.load()
-    spec = derivation.spec
-    torch_dtype = getattr(torch, dtype)
-    generator = torch.Generator().manual_seed(seed)
-
-    def randn(*shape):
-        return torch.randn(*shape, generator=generator, dtype=torch.float64).to(device, torch_dtype)
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        reference = torch.nn.RNN(
-            spec.input_size,
-            spec.hidden_size,
-            nonlinearity=spec.nonlinearity,
-            bias=spec.bias,
-            dtype=torch_dtype,
-            device=device,
-        )
-    generated = module.RNN(device=device, dtype=torch_dtype)
-    generated.load_state_dict(reference.state_dict())
-    x = randn(spec.steps, batch, spec.input_size)
-    h0 = randn(1, batch, spec.hidden_size)
-    grad_output = randn(spec.steps, batch, spec.hidden_size)
-    grad_h_n = randn(1, batch, spec.hidden_size)
-
-    results = []
-    for layer in (generated, reference):
-        inputs = [x.clone().requires_grad_(), h0.clone().requires_grad_()]
-        output, h_n = layer(*inputs)
-        wrt = [*inputs, *layer.parameters()]
-        grads = torch.autograd.grad((output, h_n), wrt, (grad_output, grad_h_n))
-        results.append((output.detach(), h_n.detach(), *grads))
-    names = ["output", "h_n", "grad input", "grad hx"]
-    names += [f"grad {name}" for name, _ in reference.named_parameters()]
-    tolerance = TOLERANCE[dtype]
-    checks = tuple(
-        Check(name, _relative_error(a, b), tolerance)
-        for name, a, b in zip(names, *results, strict=True)
-    )
-    where = "cuDNN" if device == "cuda" else "CPU"
-    description = (
-        f"generated module vs torch.nn.RNN ({where}), same weights, {dtype}, "
-        f"batch {batch}, random cotangents, seed {seed}"
-    )
-    return Report(description, checks)
+    return compare(derivation, module, device=device, dtype=dtype, seed=seed, batch=batch)

@@ -67,6 +67,27 @@ def test_derive_writes_latex_and_name(tmp_path, capsys):
     assert "Verification" not in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru", "lstm_cell", "gru_cell", "rnn_cell"])
+def test_derive_other_cells(tmp_path, capsys, cell):
+    status = main(
+        [
+            "derive",
+            "--cell",
+            cell,
+            "--input-size",
+            "2",
+            "--hidden-size",
+            "3",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert "all match" in out and "(G1)" in out
+    assert len(list(tmp_path.glob("*.py"))) == 1
+
+
 def test_verify_command(capsys):
     assert main(["verify", "--steps", "4", "--input-size", "2", "--hidden-size", "3"]) == 0
     out = capsys.readouterr().out
@@ -90,6 +111,13 @@ BAD = [
     (["latex", "-o", "doc.txt"], "must end in .tex"),
     (["latex", "-o", "doc.md", "--pdf"], "--pdf needs a .tex"),
     (["verify", "--device", "tpu"], "invalid choice"),
+    (["derive", "--cell", "transformer"], "unknown cell 'transformer'"),
+    (["derive", "--cell", "gru", "--proj-size", "1"], "proj_size is for lstm only"),
+    (["derive", "--cell", "rnn", "--proj-size", "1"], "proj_size is for lstm only"),
+    (["derive", "--cell", "lstm", "--proj-size", "2"], "must be smaller than hidden_size"),
+    (["derive", "--cell", "lstm", "--proj-size", "-1"], "non-negative integer"),
+    (["derive", "--cell", "lstm_cell", "--steps", "3"], "is a single step"),
+    (["derive", "--cell", "gru", "--nonlinearity", "relu"], "for rnn and rnn_cell only"),
     (["frobnicate"], "invalid choice"),
 ]
 

@@ -1,18 +1,22 @@
-"""The generated module's gradients against torch.nn.RNN + autograd, float64, rel <= 1e-10.
+"""Generated modules against torch's own (RNN, LSTM, GRU and the cells) + autograd, float64,
+rel <= 1e-10.
 
-Expected values come from torch autograd of torch's own nn.RNN with the same weights; the
-cotangents on output and h_n are random.
+Expected values come from torch autograd of torch's own module with the same weights
+(``symbptt.verify.compare`` runs both); the cotangents on every output are random. The
+tests in tests/test_verify.py show that this comparison fails for a wrong backward.
 """
 
 from __future__ import annotations
 
 import pytest
 import torch
-from conftest import generated
+from conftest import derivation, generated
+
+from symbptt.verify import compare
 
 TOL = 1e-10
 
-SPECS = [
+LAYER_SPECS = [
     dict(steps=1, input_size=1, hidden_size=1),
     dict(steps=1, input_size=3, hidden_size=2),
     dict(steps=2, input_size=2, hidden_size=3),
@@ -23,13 +27,29 @@ SPECS = [
     dict(steps=18, input_size=2, hidden_size=2, loop=False),
     dict(steps=1, input_size=2, hidden_size=3, loop=True),
 ]
-MODES = [  # (batched, batch_first, given h0)
-    (False, False, False),
-    (False, False, True),
-    (True, False, False),
-    (True, False, True),
-    (True, True, False),
-    (True, True, True),
+LAYERS = [
+    *[dict(cell="rnn", nonlinearity=n, **s) for s in LAYER_SPECS for n in ("tanh", "relu")],
+    *[dict(cell="lstm", **s) for s in LAYER_SPECS],
+    *[dict(cell="gru", **s) for s in LAYER_SPECS],
+    dict(cell="lstm", steps=3, input_size=2, hidden_size=4, proj_size=2),
+    dict(cell="lstm", steps=1, input_size=3, hidden_size=2, proj_size=1),
+    dict(cell="lstm", steps=17, input_size=2, hidden_size=3, proj_size=2),
+]
+CELLS = [
+    dict(cell="rnn_cell", input_size=3, hidden_size=2),
+    dict(cell="rnn_cell", input_size=1, hidden_size=1, nonlinearity="relu"),
+    dict(cell="lstm_cell", input_size=3, hidden_size=2),
+    dict(cell="lstm_cell", input_size=1, hidden_size=4),
+    dict(cell="gru_cell", input_size=3, hidden_size=2),
+    dict(cell="gru_cell", input_size=2, hidden_size=5),
+]
+MODES = [  # (batch, batch_first, given initial state)
+    (None, False, False),
+    (None, False, True),
+    (3, False, False),
+    (3, False, True),
+    (3, True, False),
+    (3, True, True),
 ]
 
 
@@ -39,135 +59,130 @@ def rel_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
 
 
 def _spec_id(spec: dict) -> str:
-    return "-".join(f"{k[0]}{v}" for k, v in spec.items())
+    return "-".join(
+        str(v) if k in ("cell", "nonlinearity") else f"{k[0]}{v}" for k, v in spec.items()
+    )
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=_spec_id)
-@pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
+def _check(spec: dict, bias: bool, batch, batch_first: bool, given: bool) -> None:
+    d = derivation(**spec, bias=bias)
+    report = compare(
+        d,
+        generated(**spec, bias=bias),
+        batch=batch,
+        batch_first=batch_first,
+        given_state=given,
+        seed=len(_spec_id(spec)) + 7 * (batch or 0) + given,
+        scale=2.0,  # larger weights than torch's init, so relu units switch on and off
+    )
+    assert report.ok, report.table()
+    assert len(report.checks) >= 4
+
+
+@pytest.mark.parametrize("spec", LAYERS, ids=_spec_id)
 @pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("mode", MODES, ids=lambda m: "b{}-bf{}-h{}".format(*map(int, m)))
-def test_gradients_match_torch(spec, nonlinearity, bias, mode):
-    batched, batch_first, given_h0 = mode
-    module = generated(**spec, nonlinearity=nonlinearity, bias=bias)
+@pytest.mark.parametrize("mode", MODES, ids=lambda m: "b{}-bf{}-h{}".format(*m))
+def test_layer_gradients_match_torch(spec, bias, mode):
+    _check(spec, bias, *mode)
+
+
+@pytest.mark.parametrize("spec", CELLS, ids=_spec_id)
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("mode", [m for m in MODES if not m[1]], ids=lambda m: f"b{m[0]}-h{m[2]}")
+def test_cell_gradients_match_torch(spec, bias, mode):
+    _check(spec, bias, *mode)
+
+
+def _per_step_reference(spec: dict, seed: int):
+    """Autograd through torch's own cell with a separate copy of every parameter at every step:
+    the gradient of the copy used at step t is that step's term, independently of symbptt."""
+    family = spec["cell"]
     steps, n_in, n_h = spec["steps"], spec["input_size"], spec["hidden_size"]
-    gen = torch.Generator().manual_seed(hash((steps, n_in, n_h, bias, mode)) % 2**31)
+    cell_class = {"rnn": torch.nn.RNNCell, "lstm": torch.nn.LSTMCell, "gru": torch.nn.GRUCell}
+    torch.manual_seed(seed)
+    cell = cell_class[family](n_in, n_h, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(seed)
 
     def randn(*shape):
         return torch.randn(*shape, generator=gen, dtype=torch.float64)
 
-    torch.manual_seed(steps * 100 + n_h)
-    reference = torch.nn.RNN(
-        n_in,
-        n_h,
-        nonlinearity=nonlinearity,
-        bias=bias,
-        batch_first=batch_first,
-        dtype=torch.float64,
-    )
-    with torch.no_grad():  # larger weights than the default init, so relu units switch
-        for p in reference.parameters():
-            p.mul_(2.0)
-    layer = module.RNN(batch_first=batch_first, dtype=torch.float64)
-    layer.load_state_dict(reference.state_dict())
-
-    batch = 3
-    if not batched:
-        x, h0, g_out, g_hn = randn(steps, n_in), randn(1, n_h), randn(steps, n_h), randn(1, n_h)
-    else:
-        x = randn(batch, steps, n_in) if batch_first else randn(steps, batch, n_in)
-        g_out = randn(*x.shape[:2], n_h)
-        h0, g_hn = randn(1, batch, n_h), randn(1, batch, n_h)
-
-    results = []
-    for rnn in (layer, reference):
-        xi = x.clone().requires_grad_()
-        hi = h0.clone().requires_grad_()
-        output, h_n = rnn(xi, hi) if given_h0 else rnn(xi)
-        wrt = [xi, *rnn.parameters()] + ([hi] if given_h0 else [])
-        grads = torch.autograd.grad((output, h_n), wrt, (g_out, g_hn))
-        results.append((output.detach(), h_n.detach(), *grads))
-    ours, theirs = results
-    assert ours[0].shape == theirs[0].shape and ours[1].shape == theirs[1].shape
-    for a, b in zip(ours, theirs, strict=True):
-        assert a.shape == b.shape
-        assert rel_error(a, b) <= TOL
-
-
-def _per_step_reference(steps, n_in, n_h, nonlinearity, seed):
-    """Autograd with a separate copy of every parameter at every step: the grad of the copy
-    used at step t is that step's term, independently of the derivation."""
-    gen = torch.Generator().manual_seed(seed)
     batch = 2
-    w_ih, w_hh = torch.randn(n_h, n_in, generator=gen), torch.randn(n_h, n_h, generator=gen)
-    b_ih, b_hh = torch.randn(n_h, generator=gen), torch.randn(n_h, generator=gen)
-    params = [p.double() for p in (w_ih, w_hh, b_ih, b_hh)]
-    x = torch.randn(steps, batch, n_in, generator=gen, dtype=torch.float64)
-    h0 = torch.randn(batch, n_h, generator=gen, dtype=torch.float64)
-    g_out = torch.randn(steps, batch, n_h, generator=gen, dtype=torch.float64)
-    g_hn = torch.randn(batch, n_h, generator=gen, dtype=torch.float64)
-    copies = [[p.clone().requires_grad_() for p in params] for _ in range(steps)]
-    act = torch.tanh if nonlinearity == "tanh" else torch.relu
-    h, outputs = h0, []
+    x = randn(steps, batch, n_in)
+    states = [randn(batch, n_h) for _ in range(2 if family == "lstm" else 1)]
+    g_out = randn(steps, batch, n_h)
+    g_final = [randn(batch, n_h) for _ in states]
+    names = [name for name, _ in cell.named_parameters()]
+    copies = [
+        {name: p.detach().clone().requires_grad_() for name, p in cell.named_parameters()}
+        for _ in range(steps)
+    ]
+    state, outputs = tuple(states) if family == "lstm" else states[0], []
     for t in range(steps):
-        a, b, c, d = copies[t]
-        h = act(x[t] @ a.T + c + h @ b.T + d)
-        outputs.append(h)
-    loss = (torch.stack(outputs) * g_out).sum() + (h * g_hn).sum()
+        state = torch.func.functional_call(cell, copies[t], (x[t], state))
+        outputs.append(state[0] if family == "lstm" else state)
+    finals = state if family == "lstm" else (state,)
+    loss = (torch.stack(outputs) * g_out).sum()
+    loss = loss + sum((f * g).sum() for f, g in zip(finals, g_final, strict=True))
     loss.backward()
-    per_step = [torch.stack([copies[t][i].grad for t in range(steps)]) for i in range(4)]
-    return params, x, h0, g_out, g_hn, per_step
+    per_step = {name: torch.stack([copies[t][name].grad for t in range(steps)]) for name in names}
+    params = [p.detach() for p in cell.parameters()]
+    return params, x, states, g_out, g_final, per_step
 
 
 @pytest.mark.parametrize(
     "spec",
     [
-        dict(steps=1, input_size=2, hidden_size=3),
-        dict(steps=4, input_size=3, hidden_size=2),
-        dict(steps=4, input_size=3, hidden_size=2, loop=True),
+        dict(cell="rnn", steps=1, input_size=2, hidden_size=3),
+        dict(cell="rnn", steps=4, input_size=3, hidden_size=2),
+        dict(cell="rnn", steps=4, input_size=3, hidden_size=2, loop=True),
+        dict(cell="lstm", steps=3, input_size=2, hidden_size=3),
+        dict(cell="lstm", steps=3, input_size=2, hidden_size=3, loop=True),
+        dict(cell="gru", steps=3, input_size=3, hidden_size=2),
+        dict(cell="gru", steps=3, input_size=3, hidden_size=2, loop=True),
     ],
     ids=_spec_id,
 )
-@pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
-def test_per_step_terms_match_autograd(spec, nonlinearity):
-    module = generated(**spec, nonlinearity=nonlinearity)
-    steps, n_in, n_h = spec["steps"], spec["input_size"], spec["hidden_size"]
-    params, x, h0, g_out, g_hn, expected = _per_step_reference(steps, n_in, n_h, nonlinearity, 7)
-    output = module.forward(x, h0, *params)
-    grads = module.backward(x, h0, output, params[0], params[1], g_out, g_hn, per_step=True)
-    names = ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"]
-    for name, want in zip(names, expected, strict=True):
-        got = grads["per_step"][name]
+def test_per_step_terms_match_autograd(spec):
+    module = generated(**spec)
+    params, x, states, g_out, g_final, expected = _per_step_reference(spec, 7)
+    output, saved = module.forward(x, *states, *params)
+    args = [x, *states, saved]
+    args += [p for p, name in zip(params, expected, strict=True) if "weight" in name]
+    grads = module.backward(*args, g_out, *g_final, per_step=True)
+    for name, want in expected.items():
+        got = grads["per_step"][f"{name}_l0"]
         assert got.shape == want.shape
         assert rel_error(got, want) <= TOL
-        assert rel_error(got.sum(0), grads[name]) <= TOL
+        assert rel_error(got.sum(0), grads[f"{name}_l0"]) <= TOL
 
 
 @pytest.mark.parametrize(
     "spec",
     [
-        dict(steps=1, input_size=2, hidden_size=2),
-        dict(steps=3, input_size=1, hidden_size=2),
-        dict(steps=4, input_size=3, hidden_size=2, nonlinearity="relu"),
-        dict(steps=19, input_size=2, hidden_size=2),
+        dict(cell="rnn", steps=1, input_size=2, hidden_size=2),
+        dict(cell="rnn", steps=3, input_size=1, hidden_size=2),
+        dict(cell="rnn", steps=4, input_size=3, hidden_size=2, nonlinearity="relu"),
+        dict(cell="rnn", steps=19, input_size=2, hidden_size=2),
+        dict(cell="lstm", steps=3, input_size=2, hidden_size=2),
+        dict(cell="lstm", steps=2, input_size=2, hidden_size=3, proj_size=2),
+        dict(cell="lstm", steps=17, input_size=1, hidden_size=2),
+        dict(cell="gru", steps=3, input_size=2, hidden_size=2),
+        dict(cell="gru", steps=17, input_size=1, hidden_size=2),
     ],
     ids=_spec_id,
 )
 def test_autograd_function_passes_gradcheck(spec):
+    """Finite differences of the generated Function agree with its generated backward."""
+    d = derivation(**spec)
     module = generated(**spec)
     gen = torch.Generator().manual_seed(3)
-    n_in, n_h = spec["input_size"], spec["hidden_size"]
 
     def leaf(*shape):
         return torch.randn(*shape, generator=gen, dtype=torch.float64).requires_grad_()
 
-    inputs = (
-        leaf(spec["steps"], 2, n_in),
-        leaf(2, n_h),
-        leaf(n_h, n_in),
-        leaf(n_h, n_h),
-        leaf(n_h),
-        leaf(n_h),
-    )
+    states = [leaf(2, s.new.shape[0]) for s in d.step.states]
+    params = [leaf(*p.shape) for p in d.parameters]
+    inputs = (leaf(spec["steps"], 2, spec["input_size"]), *states, *params)
     assert torch.autograd.gradcheck(module._BPTT.apply, inputs, eps=1e-6, atol=1e-8, rtol=1e-6)
 
 
@@ -218,10 +233,23 @@ def test_wrong_input_shape_is_a_clear_error(bad, message):
 
 def test_wrong_hidden_shape_is_a_clear_error():
     layer = generated(steps=3, input_size=1, hidden_size=2).RNN()
-    with pytest.raises(ValueError, match=r"expected hidden size \(1, 4, 2\)"):
+    with pytest.raises(ValueError, match=r"expected h of shape \(1, 4, 2\)"):
         layer(torch.zeros(3, 4, 1), torch.zeros(1, 5, 2))
-    with pytest.raises(ValueError, match=r"expected hidden size \(1, 2\)"):
+    with pytest.raises(ValueError, match=r"expected h of shape \(1, 2\)"):
         layer(torch.zeros(3, 1), torch.zeros(1, 1, 2))
+
+
+def test_lstm_state_errors():
+    layer = generated(cell="lstm", steps=2, input_size=1, hidden_size=2).LSTM()
+    with pytest.raises(ValueError, match=r"hx must be a tuple"):
+        layer(torch.zeros(2, 3, 1), torch.zeros(1, 3, 2))
+    with pytest.raises(ValueError, match=r"expected c of shape \(1, 3, 2\)"):
+        layer(torch.zeros(2, 3, 1), (torch.zeros(1, 3, 2), torch.zeros(1, 3, 3)))
+    cell = generated(cell="gru_cell", input_size=1, hidden_size=2).GRUCell()
+    with pytest.raises(ValueError, match="1-D or 2-D"):
+        cell(torch.zeros(1, 2, 1))
+    with pytest.raises(ValueError, match="expected input_size 1"):
+        cell(torch.zeros(2, 3))
 
 
 def test_float32_within_documented_tolerance():
