@@ -147,6 +147,8 @@ def step_adjoint(program: StepProgram) -> StepAdjoint:
     # contributions arrived in reverse program order; sum them in program order (gates i, f, g, o)
     inputs = {x: _sum(contributions.pop(x)[::-1]) for x in program.inputs}
     carry = {s: _sum(contributions.pop(s.previous)[::-1]) for s in program.states}
+    for constant in program.constants:
+        contributions.pop(constant, None)
     if contributions:
         raise DerivationError(f"cotangents left unassigned: {sorted(map(str, contributions))}")
     return StepAdjoint(

@@ -7,7 +7,7 @@ Column convention, one sample (torch writes rows, ``x Wᵀ``; the numbers are th
     LSTM   a^i_t = W_ii x_t + b_ii + W_hi h_{t-1} + b_hi,    i_t = σ(a^i_t)     (and f, o alike)
            a^g_t = W_ig x_t + b_ig + W_hg h_{t-1} + b_hg,    c̃_t = tanh(a^g_t)  (torch's g gate)
            c_t = f_t ⊙ c_{t-1} + i_t ⊙ c̃_t,                  h_t = o_t ⊙ tanh(c_t)
-           with proj_size P:  m_t = o_t ⊙ tanh(c_t),          h_t = W_hr m_t
+           with proj_size P:  q_t = o_t ⊙ tanh(c_t),          h_t = W_hr q_t
 
     GRU    a^r_t = W_ir x_t + b_ir + W_hr h_{t-1} + b_hr,    r_t = σ(a^r_t)     (and z alike)
            a^{hn}_t = W_hn h_{t-1} + b_hn
@@ -15,6 +15,12 @@ Column convention, one sample (torch writes rows, ``x Wᵀ``; the numbers are th
            h_t = (1 − z_t) ⊙ n_t + z_t ⊙ h_{t-1}
 
 torch stacks the gates' blocks by rows in the order i, f, g, o (LSTM) and r, z, n (GRU).
+
+With variable lengths (PackedSequence) every state s is masked (:func:`masked`)::
+
+    ŝ_t = (the cell's update),    s_t = m_t ⊙ ŝ_t + (1 − m_t) ⊙ s_{t-1}
+
+where m_t is 1 while the sample's sequence lasts and 0 after: its state then stays put.
 """
 
 from __future__ import annotations
@@ -120,8 +126,8 @@ def lstm_step(spec: Spec) -> StepProgram:
         params.parameters.append(
             Parameter("weight_hr_l0", "weight_hr", (n_out, n_h), "projection weights", (w_hr,))
         )
-        m = var("m", t, n_h)
-        assignments += [Assignment(m, output, "F"), Assignment(h, MatMul(w_hr, m), "F")]
+        q = var("q", t, n_h)
+        assignments += [Assignment(q, output, "F"), Assignment(h, MatMul(w_hr, q), "F")]
     else:
         assignments.append(Assignment(h, output, "F"))
     return StepProgram(
@@ -173,6 +179,38 @@ def gru_step(spec: Spec) -> StepProgram:
 STEP_PROGRAMS = {"rnn": rnn_step, "lstm": lstm_step, "gru": gru_step}
 
 
+def masked(program: StepProgram) -> StepProgram:
+    """``program`` for variable lengths: each state update is kept only where the mask is 1.
+
+    The cell's own update of state ``s`` becomes ``s_new[t]`` (``ŝ_t``), and
+    ``s[t] = m[t] ⊙ s_new[t] + (1 − m[t]) ⊙ s[t - 1]`` follows; the masks are constants.
+    """
+    renamed, updates, masks = {}, [], []
+    for state in program.states:
+        base = state.name
+        n = state.new.shape[0]
+        candidate = var(f"{base}_new", t, n)
+        mask = var("m" if base == "h" else f"m{base}", t, n)
+        renamed[state.new] = candidate
+        masks.append(mask)
+        keep = MatAdd(OneMatrix(n, 1), MatMul(-1, mask))
+        value = MatAdd(HadamardProduct(mask, candidate), HadamardProduct(keep, state.previous))
+        updates.append(Assignment(state.new, value, "F"))
+    assignments = tuple(
+        Assignment(renamed.get(a.target, a.target), a.value.xreplace(renamed), a.label)
+        for a in program.assignments
+    )
+    return StepProgram(
+        assignments=assignments + tuple(updates),
+        inputs=program.inputs,
+        states=program.states,
+        output=program.output,
+        parameters=program.parameters,
+        constants=tuple(masks),
+    )
+
+
 def step_program(spec: Spec) -> StepProgram:
-    """The step program of ``spec``'s cell family."""
-    return STEP_PROGRAMS[spec.family](spec)
+    """The step program of ``spec``'s cell family (masked when ``spec.packed``)."""
+    program = STEP_PROGRAMS[spec.family](spec)
+    return masked(program) if spec.packed else program

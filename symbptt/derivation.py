@@ -66,6 +66,11 @@ class Derivation:
         self.step: StepProgram = step_program(spec)
         self.adjoint: StepAdjoint = step_adjoint(self.step)
 
+    @cached_property
+    def upper(self) -> Derivation | None:
+        """The derivation of layers 1.. (they read D·H_out features), if there are any."""
+        return Derivation(self.spec.layer(1)) if self.spec.num_layers > 1 else None
+
     @property
     def parameters(self) -> tuple[Parameter, ...]:
         return self.step.parameters
@@ -188,17 +193,36 @@ def derive(
     loop: bool | None = None,
     cell: str = "rnn",
     proj_size: int = 0,
+    num_layers: int = 1,
+    bidirectional: bool = False,
+    dropout: float = 0.0,
+    packed: bool = False,
 ) -> Derivation:
     """Derive BPTT for a torch recurrent layer or cell.
 
     ``derive()`` is the founding case, ``torch.nn.RNN(input_size=1, hidden_size=2)`` over 3
     steps; ``cell`` is one of ``rnn``, ``lstm``, ``gru``, ``rnn_cell``, ``lstm_cell``,
-    ``gru_cell`` (steps default to 3 for layers, 1 for cells).
+    ``gru_cell`` (steps default to 3 for layers, 1 for cells). ``num_layers``,
+    ``bidirectional``, ``dropout`` and ``proj_size`` mean what they mean in torch; ``packed``
+    makes the generated module accept ``PackedSequence`` input.
 
     Raises:
         SpecError: for steps or sizes that are not positive integers, an unknown cell or
             nonlinearity, or an option torch rejects for the cell.
     """
     return Derivation(
-        Spec(steps, input_size, hidden_size, nonlinearity, bias, loop, cell, proj_size)
+        Spec(
+            steps,
+            input_size,
+            hidden_size,
+            nonlinearity,
+            bias,
+            loop,
+            cell,
+            proj_size,
+            num_layers,
+            bidirectional,
+            dropout,
+            packed,
+        )
     )

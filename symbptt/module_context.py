@@ -199,14 +199,14 @@ class _Builder:
         return lines
 
 
-def template_context(derivation: Derivation, name: str, marker: str) -> dict:
-    """Everything ``templates/module.py.jinja`` lays out."""
+def cell_context(derivation: Derivation, suffix: str) -> dict:
+    """The forward/backward pair of one layer's step program (``forward{suffix}``, ...)."""
     spec = derivation.spec
     b = _Builder(derivation)
     program, adjoint = derivation.step, derivation.adjoint
-    forward_args = b.arguments(a.value for a in program.assignments)
+    forward_params = b.arguments(a.value for a in program.assignments)
     backward_exprs = [a.value for a in adjoint.assignments] + list(adjoint.carry.values())
-    backward_args = b.arguments(backward_exprs + [g.generic for g in derivation.gradients])
+    backward_params = b.arguments(backward_exprs + [g.generic for g in derivation.gradients])
     states = [
         {
             "name": _base(s.new),
@@ -217,49 +217,87 @@ def template_context(derivation: Derivation, name: str, marker: str) -> dict:
         }
         for s in program.states
     ]
-    last = derivation.backward[0]
+    initials = [s["initial"] for s in states]
+    finals = [s["final"] for s in states]
+    masks = ["mask"] if program.constants else []
     unrolled = not spec.loop_form
     context = {
+        "suffix": suffix,
+        "spec": spec,
+        "states": states,
+        "forward_args": ["x", *initials, *masks, *forward_params],
+        "backward_args": ["x", *initials, *masks, "saved", *backward_params, "grad_output", *finals],
+        "backward_params": backward_params,
+        "finals": finals,
+        "sequence_inputs": ["x", *masks],
+        "saved": b.saved,
+        "sizes": b.sizes,
+        "state_bases": list(STATE_BASES),
+        "adjoint_sequences": b.adjoint_sequences,
+        "forward_unpack": b.unpack_blocks(forward_params),
+        "backward_unpack": b.unpack_blocks(backward_params),
+        "forward": b.unrolled_forward() if unrolled else [],
+        "backward": b.unrolled_backward() if unrolled else [],
+        "loop_forward": b.loop_forward(),
+        "loop_backward": b.loop_backward(),
+        "gradients": b.gradient_codes(),
+    }
+    if unrolled:
+        sources = {"x": "x", "g": "grad_output", **{m: m for m in masks}}
+        sources |= {base: f'saved["{base}"]' for base in b.saved}
+        context["unpack"] = {base: b.unpack(base, src) for base, src in sources.items()}
+        context["stack"] = {base: b.stack(base) for base in b.saved}
+    return context
+
+
+def template_context(derivation: Derivation, name: str, marker: str) -> dict:
+    """Everything ``templates/module.py.jinja`` lays out."""
+    spec = derivation.spec
+    program = derivation.step
+    cells = [cell_context(derivation, "")]
+    if derivation.upper is not None:
+        cells.append(cell_context(derivation.upper, "_upper"))
+    layers = []
+    for k in range(spec.num_layers):
+        for direction in range(spec.directions):
+            suffix = "" if spec.is_cell else f"_l{k}" + ("_reverse" if direction else "")
+            layer = derivation if k == 0 else derivation.upper
+            layers.append(
+                {
+                    "index": len(layers),
+                    "layer": k,
+                    "reverse": bool(direction),
+                    "cell": cells[min(k, 1)],
+                    "parameters": [
+                        {
+                            "attribute": p.torch_name.removesuffix("_l0") + suffix,
+                            "argument": p.argument,
+                            "shape": p.shape,
+                            "description": p.description,
+                        }
+                        for p in layer.parameters
+                    ],
+                }
+            )
+    last = derivation.backward[0]
+    return {
         "spec": spec,
         "name": name,
         "class_name": spec.torch_class,
         "marker": marker,
         "regenerate": f"symbptt derive {spec.cli_options()} --name {name}",
         "loop_form": spec.loop_form,
+        "network": spec.is_network,
         "equations": {
             "forward": [f"{text(a.target)} = {text(a.value)}" for a in program.assignments],
             "backward": [f"{text(a.target)} = {text(a.value)}" for a in derivation.backward_step],
-            "boundary": [f"{text(a.target)} = {text(a.value)}" for a in last[: len(states)]],
+            "boundary": [
+                f"{text(a.target)} = {text(a.value)}" for a in last[: len(program.states)]
+            ],
         },
-        "states": states,
-        "state_names": [s["initial"] for s in states],
-        "finals": [s["final"] for s in states],
-        "saved": b.saved,
-        "sizes": b.sizes,
-        "state_bases": list(STATE_BASES),
-        "adjoint_sequences": b.adjoint_sequences,
-        "forward_args": forward_args,
-        "backward_args": backward_args,
-        "forward_unpack": b.unpack_blocks(forward_args),
-        "backward_unpack": b.unpack_blocks(backward_args),
-        "forward": b.unrolled_forward() if unrolled else [],
-        "backward": b.unrolled_backward() if unrolled else [],
-        "loop_forward": b.loop_forward(),
-        "loop_backward": b.loop_backward(),
-        "gradients": b.gradient_codes(),
-        "parameters": derivation.parameters,
+        "cells": cells,
+        "cell": cells[0],
+        "states": cells[0]["states"],
+        "layers": layers,
+        "parameters": [p for layer in layers for p in layer["parameters"]],
     }
-    if unrolled:
-        context["unpack"] = {base: b.unpack(base, src) for base, src in _sources(b).items()}
-        context["stack"] = {base: b.stack(base) for base in b.saved}
-    return context
-
-
-def _sources(b: _Builder) -> dict[str, str]:
-    """Where the unrolled backward reads each sequence from."""
-    sources = {"x": "x", "g": "grad_output"}
-    sources |= {base: f'saved["{base}"]' for base in b.saved}
-    return sources
-
-
-__all__ = ["GradientCode", "Line", "template_context", "sp"]

@@ -128,6 +128,7 @@ class StepProgram:
         states: the carried states, the output's first (``h``, then ``c`` for an LSTM).
         output: the per-step output whose cotangent ``g[t]`` torch's backward receives.
         parameters: the learnable tensors, in torch's order.
+        constants: per-step inputs that get no gradient (the masks of variable lengths).
     """
 
     assignments: tuple[Assignment, ...]
@@ -135,6 +136,7 @@ class StepProgram:
     states: tuple[State, ...]
     output: MatrixSymbol
     parameters: tuple[Parameter, ...]
+    constants: tuple[MatrixSymbol, ...] = ()
 
     @property
     def blocks(self) -> tuple[MatrixSymbol, ...]:

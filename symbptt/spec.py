@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, replace
 
 from .errors import SpecError
 
@@ -54,6 +55,12 @@ class Spec:
             :data:`LOOP_FORM_THRESHOLD` steps.
         cell: one of :data:`CELLS`.
         proj_size: P, LSTM only: ``h_t = W_hr (o_t ⊙ tanh(c_t))`` of size P < H; 0 for none.
+        num_layers: stacked layers; layer k+1 reads layer k's output.
+        bidirectional: a second direction per layer reads the sequence reversed.
+        dropout: probability of zeroing layer k's output before layer k+1 reads it (training
+            mode only; not after the last layer).
+        packed: the generated module also accepts ``PackedSequence`` input (variable lengths);
+            the step equations then carry a mask ``m_t`` (1 while a sequence lasts, else 0).
     """
 
     steps: int | None = None
@@ -64,6 +71,10 @@ class Spec:
     loop: bool | None = None
     cell: str = "rnn"
     proj_size: int = 0
+    num_layers: int = 1
+    bidirectional: bool = False
+    dropout: float = 0.0
+    packed: bool = False
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
@@ -97,6 +108,52 @@ class Spec:
             raise SpecError(f"bias must be True or False, got {self.bias!r}")
         if self.loop is not None and not isinstance(self.loop, bool):
             raise SpecError(f"loop must be True, False or None, got {self.loop!r}")
+        self._check_network()
+
+    def _check_network(self) -> None:
+        object.__setattr__(self, "num_layers", _positive_int(self.num_layers, "num_layers"))
+        for flag in ("bidirectional", "packed"):
+            if not isinstance(getattr(self, flag), bool):
+                raise SpecError(f"{flag} must be True or False, got {getattr(self, flag)!r}")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, int | float):
+            raise SpecError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
+        if not 0 <= self.dropout < 1:
+            raise SpecError(f"dropout must be in [0, 1), got {self.dropout}")
+        object.__setattr__(self, "dropout", float(self.dropout))
+        if self.is_cell:
+            extras = [
+                name
+                for name, on in (
+                    ("num_layers", self.num_layers != 1),
+                    ("bidirectional", self.bidirectional),
+                    ("dropout", self.dropout != 0),
+                    ("packed", self.packed),
+                )
+                if on
+            ]
+            if extras:
+                raise SpecError(f"{self.cell} takes no {', '.join(extras)} (a cell is one step)")
+        if self.dropout and self.num_layers == 1:
+            warnings.warn(
+                "dropout acts between layers, so with num_layers=1 it does nothing (as in torch)",
+                UserWarning,
+                stacklevel=3,
+            )
+
+    @property
+    def directions(self) -> int:
+        """D: 2 if bidirectional, else 1."""
+        return 2 if self.bidirectional else 1
+
+    @property
+    def is_network(self) -> bool:
+        """Whether the module composes several layers, directions, dropout or packing."""
+        return self.num_layers > 1 or self.bidirectional or self.packed or self.dropout > 0
+
+    def layer(self, index: int) -> Spec:
+        """The one-layer, one-direction spec of layer ``index`` (its input size differs above 0)."""
+        size = self.input_size if index == 0 else self.directions * self.output_size
+        return replace(self, input_size=size, num_layers=1, bidirectional=False, dropout=0.0)
 
     @property
     def is_cell(self) -> bool:
@@ -133,6 +190,14 @@ class Spec:
             name += f"_p{self.proj_size}"
         if not self.bias:
             name += "_nobias"
+        if self.num_layers > 1:
+            name += f"_l{self.num_layers}"
+        if self.bidirectional:
+            name += "_bi"
+        if self.dropout:
+            name += "_dropout"
+        if self.packed:
+            name += "_packed"
         if self.loop is not None and self.loop != (self.steps > LOOP_FORM_THRESHOLD):
             name += "_loop" if self.loop else "_unrolled"
         return name
@@ -144,6 +209,12 @@ class Spec:
             args.append(f"nonlinearity={self.nonlinearity!r}")
         if not self.bias:
             args.append("bias=False")
+        if self.num_layers > 1:
+            args.append(f"num_layers={self.num_layers}")
+        if self.dropout:
+            args.append(f"dropout={self.dropout}")
+        if self.bidirectional:
+            args.append("bidirectional=True")
         if self.proj_size:
             args.append(f"proj_size={self.proj_size}")
         return f"torch.nn.{self.torch_class}({', '.join(args)})"
@@ -165,6 +236,14 @@ class Spec:
             opts.append(f"--nonlinearity {self.nonlinearity}")
         if not self.bias:
             opts.append("--no-bias")
+        if self.num_layers > 1:
+            opts.append(f"--num-layers {self.num_layers}")
+        if self.bidirectional:
+            opts.append("--bidirectional")
+        if self.dropout:
+            opts.append(f"--dropout {self.dropout}")
+        if self.packed:
+            opts.append("--packed")
         if self.loop is not None:
             opts.append("--loop" if self.loop else "--unrolled")
         return " ".join(opts)

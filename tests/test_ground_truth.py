@@ -2,24 +2,29 @@
 
 The derivation's backward program comes from matrix-level reverse-mode rules. The reference here
 shares nothing with them: the forward program is written out entry by entry, the scalar loss
-``L = Σ_t g_t·h_t + g_n·h_T`` is formed, and ``sympy.diff`` differentiates it one scalar at a
-time (:func:`symbptt.scalar.brute_force_gradients`). The unrolled chains and the founding case
-(torch's own numbers, and the founding user's wrong formula) are checked against it too.
+``L = Σ_t g_t·h_t + Σ_states final·state_T`` (``g_n·h_T``, and ``gc_n·c_T`` for an LSTM) is
+formed, and ``sympy.diff`` differentiates it one scalar at a time
+(:func:`symbptt.scalar.brute_force_gradients`), for every cell: RNN, LSTM (with and without a
+projection), GRU and the single-step cells. The forward equations the brute force trusts are
+checked against torch's own autograd; the unrolled chains and the founding case (torch's own
+numbers, and the founding user's wrong formula) are checked against it too.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from functools import cache
 
 import pytest
 import sympy as sp
 import torch
+from sympy import HadamardProduct, MatAdd, MatrixSymbol
 
 import symbptt
 from symbptt import scalar
-from symbptt.matexpr import Elementwise
-from symbptt.program import Assignment, var
+from symbptt.matexpr import FUNCTIONS, Elementwise
+from symbptt.program import Assignment, at_step, split_name, var
 from symbptt.unrolled import unroll
 
 SIZES = [(1, 1, 1), (2, 1, 2), (3, 1, 2), (2, 3, 2), (3, 2, 3)]
@@ -27,15 +32,51 @@ SIZES = [(1, 1, 1), (2, 1, 2), (3, 1, 2), (2, 3, 2), (3, 2, 3)]
 SEEDS = (0, 1, 2)
 TOLERANCE = sp.Float("1e-40")
 
+GATED = {
+    # LSTM: T ∈ {1, 2}, I, H ∈ {1, 2}, bias on and off, and a projection (P = 1 < H = 2)
+    "lstm-T1_I2_H2": dict(cell="lstm", steps=1, input_size=2, hidden_size=2),
+    "lstm-T1_I1_H1-nobias": dict(cell="lstm", steps=1, input_size=1, hidden_size=1, bias=False),
+    "lstm-T2_I1_H2": dict(cell="lstm", steps=2, input_size=1, hidden_size=2),
+    "lstm-T2_I2_H1-nobias": dict(cell="lstm", steps=2, input_size=2, hidden_size=1, bias=False),
+    "lstm-T2_I1_H2_P1": dict(cell="lstm", steps=2, input_size=1, hidden_size=2, proj_size=1),
+    # GRU: T ∈ {1, 2}, bias on and off
+    "gru-T1_I2_H2": dict(cell="gru", steps=1, input_size=2, hidden_size=2),
+    "gru-T1_I1_H2-nobias": dict(cell="gru", steps=1, input_size=1, hidden_size=2, bias=False),
+    "gru-T2_I1_H2": dict(cell="gru", steps=2, input_size=1, hidden_size=2),
+    "gru-T2_I2_H1-nobias": dict(cell="gru", steps=2, input_size=2, hidden_size=1, bias=False),
+    # the single-step cells
+    "rnn_cell-I2_H2": dict(cell="rnn_cell", input_size=2, hidden_size=2),
+    "rnn_cell-I1_H2-relu-nobias": dict(
+        cell="rnn_cell", input_size=1, hidden_size=2, nonlinearity="relu", bias=False
+    ),
+    "lstm_cell-I2_H2": dict(cell="lstm_cell", input_size=2, hidden_size=2),
+    "gru_cell-I2_H2": dict(cell="gru_cell", input_size=2, hidden_size=2),
+}
+"""Specs (``symbptt.derive`` keyword arguments) beyond ``torch.nn.RNN``, by test id."""
+
 
 @cache
-def _derivation(steps, inputs, hidden, nonlinearity, bias):
-    return symbptt.derive(steps, inputs, hidden, nonlinearity, bias)
+def _derivation(steps, inputs, hidden, nonlinearity="tanh", bias=True, cell="rnn", proj_size=0):
+    return symbptt.derive(steps, inputs, hidden, nonlinearity, bias, cell=cell, proj_size=proj_size)
 
 
 @cache
-def _brute(steps, inputs, hidden, nonlinearity, bias):
-    return scalar.brute_force_gradients(_derivation(steps, inputs, hidden, nonlinearity, bias))
+def _brute(steps, inputs, hidden, nonlinearity="tanh", bias=True, cell="rnn", proj_size=0):
+    derivation = _derivation(steps, inputs, hidden, nonlinearity, bias, cell, proj_size)
+    return scalar.brute_force_gradients(derivation)
+
+
+def _args(spec: dict) -> tuple:
+    """``symbptt.derive`` keywords as the positional key of :func:`_derivation`."""
+    return (
+        spec.get("steps", 1),
+        spec["input_size"],
+        spec["hidden_size"],
+        spec.get("nonlinearity", "tanh"),
+        spec.get("bias", True),
+        spec["cell"],
+        spec.get("proj_size", 0),
+    )
 
 
 def _relative_error(actual: sp.Matrix, expected: sp.Matrix) -> sp.Float:
@@ -55,6 +96,10 @@ def _assert_match(actual: dict, expected: dict) -> None:
 
 def _is_nonzero(matrices: dict) -> bool:
     return any(entry != 0 for matrix in matrices.values() for entry in matrix)
+
+
+def _nonzero_labels(matrices: dict) -> set[str]:
+    return {label for label, matrix in matrices.items() if any(entry != 0 for entry in matrix)}
 
 
 # --- the program against the brute force, at random points --------------------------------
@@ -77,6 +122,30 @@ def test_program_equals_brute_force_at_random_points(sizes, nonlinearity, bias):
     assert some_nonzero, "every gradient vanished at every point: the check proved nothing"
 
 
+@pytest.mark.parametrize("spec", list(GATED.values()), ids=list(GATED))
+def test_gated_and_cell_program_equals_brute_force_at_random_points(spec):
+    """LSTM, GRU and the cells: 50 digits, relative error < 1e-40, every gradient nonzero.
+
+    One gradient per parameter block (``W_ii`` … of the stacked ``weight_ih_l0``), the input,
+    and each initial state (``h_0``, and ``c_0`` for an LSTM).
+    """
+    derivation = _derivation(*_args(spec))
+    expected = _brute(*_args(spec))
+    program = scalar.program_gradients(derivation)
+    blocks = [block for p in derivation.parameters for block in p.blocks]
+    assert len(expected) == len(blocks) + 1 + len(derivation.step.states)
+    nonzero = set()
+    for seed in SEEDS[:2]:
+        point = scalar.random_point(derivation, seed)
+        truth = scalar.evaluate(expected, point, digits=50)
+        _assert_match(scalar.evaluate(program, point, digits=50), truth)
+        nonzero |= _nonzero_labels(truth)
+    if spec.get("nonlinearity") != "relu":
+        assert nonzero == set(expected), f"vanished everywhere: {set(expected) - nonzero}"
+    else:
+        assert nonzero
+
+
 def test_gradient_shapes_follow_the_parameters():
     """Shapes from the spec, not from the code under test: torch's layout, columns for vectors."""
     steps, inputs, hidden = 3, 2, 3
@@ -94,6 +163,31 @@ def test_gradient_shapes_follow_the_parameters():
     assert {k: m.shape for k, m in brute.items()} == expected
 
 
+def test_lstm_gradient_shapes_follow_the_blocks():
+    """LSTM with a projection (T = 2, I = 1, H = 2, P = 1): one gradient per gate block, in
+    torch's stacking order i, f, g, o, then W_hr, the input, h_0 (size P) and c_0 (size H)."""
+    spec = GATED["lstm-T2_I1_H2_P1"]
+    steps, inputs, hidden, proj = 2, 1, 2, 1
+    derivation = _derivation(*_args(spec))
+    names = [str(g.of) for g in derivation.gradients]
+    gates = "ifgo"
+    assert names == [
+        *(f"W_i{k}" for k in gates),
+        *(f"W_h{k}" for k in gates),
+        *(f"b_i{k}" for k in gates),
+        *(f"b_h{k}" for k in gates),
+        "W_hr",
+        "x[t]",
+        "h[0]",
+        "c[0]",
+    ]
+    shapes = [(hidden, inputs)] * 4 + [(hidden, proj)] * 4 + [(hidden, 1)] * 8
+    shapes += [(proj, hidden), (steps, inputs), (proj, 1), (hidden, 1)]
+    expected = {f"G{k}": shape for k, shape in enumerate(shapes, start=1)}
+    assert {k: m.shape for k, m in scalar.program_gradients(derivation).items()} == expected
+    assert {k: m.shape for k, m in _brute(*_args(spec)).items()} == expected
+
+
 def test_scalar_symbols_are_named_by_entry():
     symbols = scalar.scalar_symbols(_derivation(2, 3, 2, "tanh", True))
     names = {str(s) for matrix in symbols.values() for s in matrix}
@@ -101,6 +195,25 @@ def test_scalar_symbols_are_named_by_entry():
     assert {"h_0_1", "g_1_0", "g_2_1", "g_n_0", "g_n_1"} <= names
     # 6 + 4 + 2 + 2 (parameters) + 2·3 (x) + 2 (h_0) + 2·2 (g_t) + 2 (g_n)
     assert len(names) == 28
+
+
+def test_lstm_scalar_symbols_cover_every_block_and_state():
+    """LSTM, T = 2, I = 1, H = 2, P = 1: gate blocks, W_hr, both initial and final states."""
+    symbols = scalar.scalar_symbols(_derivation(*_args(GATED["lstm-T2_I1_H2_P1"])))
+    names = {str(s) for matrix in symbols.values() for s in matrix}
+    assert {"W_ii_1_0", "W_io_0_0", "W_hg_1_0", "b_if_1", "b_ho_0", "W_hr_0_1"} <= names
+    assert {"x_1_0", "x_2_0", "h_0_0", "c_0_1", "g_1_0", "g_2_0", "g_n_0", "gc_n_1"} <= names
+    # 4·2 + 4·2 + 8·2 + 2 (parameters) + 2 (x) + 1 + 2 (h_0, c_0) + 2 (g_t) + 1 + 2 (g_n, gc_n)
+    assert len(names) == 44 == sum(len(matrix) for matrix in symbols.values())
+
+
+def test_scalar_sigmoid_is_the_logistic_function():
+    """The scalar view writes σ(y) as (1 + tanh(y/2))/2: the same function as 1/(1 + e^{−y})."""
+    y = sp.Symbol("y", real=True)
+    ours, logistic = scalar.SCALAR_FUNCTIONS["sigmoid"](y), FUNCTIONS["sigmoid"].scalar(y)
+    assert sp.simplify((ours - logistic).rewrite(sp.exp)) == 0
+    for value in ("-3.7", "0", "0.25", "11"):
+        assert abs((ours - logistic).subs(y, sp.Float(value, 60)).evalf(60)) < 1e-55
 
 
 def test_loss_is_the_unrolled_forward_pass():
@@ -114,17 +227,236 @@ def test_loss_is_the_unrolled_forward_pass():
     assert sp.expand(loss - (g1 + gn) * sp.tanh(w * x + b + u * h0 + c)) == 0
 
 
+def _logistic(y):
+    return 1 / (1 + sp.exp(-y))
+
+
+def _assert_equal_at_random_points(derivation, got, want):
+    for seed in SEEDS:
+        point = {s: sp.Float(v, 60) for s, v in scalar.random_point(derivation, seed).items()}
+        difference = (got - want).xreplace(point).evalf(60)
+        assert abs(difference) < 1e-50 * (1 + abs(want.xreplace(point).evalf(60)))
+
+
+def test_lstm_loss_is_the_unrolled_forward_pass():
+    """T = 1, I = H = 1, no bias, by hand (torch's equations, σ = 1/(1 + e^{−y})):
+    ``L = (g_1 + g_n) σ(a_o) tanh(c_1) + gc_n c_1``, ``c_1 = σ(a_f) c_0 + σ(a_i) tanh(a_g)``."""
+    derivation = _derivation(1, 1, 1, "tanh", False, "lstm")
+    symbols = scalar.scalar_symbols(derivation)
+    x, h0, c0, g1, gn, gcn = sp.symbols("x_1_0 h_0_0 c_0_0 g_1_0 g_n_0 gc_n_0", real=True)
+
+    def pre(gate):
+        w, u = sp.symbols(f"W_i{gate}_0_0 W_h{gate}_0_0", real=True)
+        return w * x + u * h0
+
+    c1 = _logistic(pre("f")) * c0 + _logistic(pre("i")) * sp.tanh(pre("g"))
+    expected = (g1 + gn) * _logistic(pre("o")) * sp.tanh(c1) + gcn * c1
+    _assert_equal_at_random_points(derivation, scalar.unrolled_loss(derivation, symbols), expected)
+
+
+def test_gru_loss_is_the_unrolled_forward_pass():
+    """T = 1, I = H = 1 by hand, torch's GRU with ``b_hn`` inside the reset gate:
+    ``n = tanh(W_in x + b_in + r (W_hn h_0 + b_hn))``, ``L = (g_1 + g_n)((1 − z) n + z h_0)``."""
+    derivation = _derivation(1, 1, 1, "tanh", True, "gru")
+    symbols = scalar.scalar_symbols(derivation)
+    x, h0, g1, gn = sp.symbols("x_1_0 h_0_0 g_1_0 g_n_0", real=True)
+    p = {
+        name: sp.Symbol(f"{name}_0_0" if name.startswith("W") else f"{name}_0", real=True)
+        for name in ("W_ir W_iz W_in W_hr W_hz W_hn b_ir b_iz b_in b_hr b_hz b_hn".split())
+    }
+    r = _logistic(p["W_ir"] * x + p["b_ir"] + p["W_hr"] * h0 + p["b_hr"])
+    z = _logistic(p["W_iz"] * x + p["b_iz"] + p["W_hz"] * h0 + p["b_hz"])
+    n = sp.tanh(p["W_in"] * x + p["b_in"] + r * (p["W_hn"] * h0 + p["b_hn"]))
+    expected = (g1 + gn) * ((1 - z) * n + z * h0)
+    _assert_equal_at_random_points(derivation, scalar.unrolled_loss(derivation, symbols), expected)
+
+
+# --- the forward equations against torch ----------------------------------------------------
+
+
+def _torch_module(spec):
+    kwargs = dict(input_size=spec.input_size, hidden_size=spec.hidden_size, bias=spec.bias)
+    if spec.family == "rnn":
+        kwargs["nonlinearity"] = spec.nonlinearity
+    if spec.proj_size:
+        kwargs["proj_size"] = spec.proj_size
+    return getattr(torch.nn, spec.torch_class)(**kwargs).double()
+
+
+def _point_from_tensors(derivation, tensors):
+    """The scalar symbols at the values of ``tensors`` (a stacked parameter split by blocks)."""
+    symbols = scalar.scalar_symbols(derivation)
+    point = {}
+    for symbol, tensor in tensors.items():
+        values = tensor.detach().double().reshape(-1).tolist()
+        point |= dict(zip(list(symbols[symbol]), values, strict=True))
+    return point
+
+
+def _block_tensors(derivation, tensor_of):
+    """Each parameter block: its rows of torch's stacked tensor (gates i, f, g, o / r, z, n).
+
+    ``tensor_of`` maps a torch parameter name to the stacked tensor (its value or its grad).
+    """
+    tensors = {}
+    for parameter in derivation.parameters:
+        stacked = tensor_of(parameter.torch_name)
+        assert tuple(stacked.shape) == parameter.shape
+        rows = 0
+        for block in parameter.blocks:
+            tensors[block] = stacked[rows : rows + block.shape[0]]
+            rows += block.shape[0]
+        assert rows == stacked.shape[0]
+    return tensors
+
+
+@pytest.mark.parametrize(
+    "name", ["lstm-T2_I1_H2_P1", "gru-T2_I1_H2", "gru-T2_I2_H1-nobias", "lstm_cell-I2_H2"]
+)
+def test_ground_truth_equals_torch_autograd(name):
+    """The one thing the brute force shares with the derivation is the forward program; this
+    checks it against torch's own modules: the brute-force gradients at torch's weights and a
+    random upstream cotangent equal torch's autograd (float64), block by block."""
+    derivation = _derivation(*_args(GATED[name]))
+    spec = derivation.spec
+    steps, out, hidden = spec.steps, spec.output_size, spec.hidden_size
+    lstm = spec.family == "lstm"
+    torch.manual_seed(0)
+    module = _torch_module(spec)
+    x = torch.randn(steps, spec.input_size, dtype=torch.float64, requires_grad=True)
+    initial = {
+        "h": torch.randn(out, dtype=torch.float64, requires_grad=True),
+        "c": torch.randn(hidden, dtype=torch.float64, requires_grad=True),
+    }
+    g = torch.randn(steps, out, dtype=torch.float64)
+    final_g = {"h": torch.randn(out, dtype=torch.float64), "c": torch.randn(hidden).double()}
+    h0, c0 = initial["h"], initial["c"]
+    if spec.is_cell:
+        result = module(x[0], (h0, c0) if lstm else h0)
+        outputs = (result[0] if lstm else result)[None]
+    else:
+        outputs, result = module(x, (h0[None], c0[None]) if lstm else h0[None])
+        result = tuple(state[0] for state in result) if lstm else result[0]
+    final = dict(zip("hc", result, strict=True)) if lstm else {"h": result}
+    states = derivation.step.states
+    loss = (outputs * g).sum() + sum((final[s.name] * final_g[s.name]).sum() for s in states)
+    loss.backward()
+
+    tensors = _block_tensors(derivation, lambda n: getattr(module, n).detach())
+    tensors |= {at_step(derivation.step.inputs[0], k): x[k - 1] for k in range(1, steps + 1)}
+    tensors |= {at_step(s.previous, 1): initial[s.name] for s in states}
+    tensors |= {s.final: final_g[s.name] for s in states}
+    tensors |= {at_step(derivation.adjoint.cotangent, k): g[k - 1] for k in range(1, steps + 1)}
+    truth = scalar.evaluate(_brute(*_args(GATED[name])), _point_from_tensors(derivation, tensors))
+
+    grads = _block_tensors(derivation, lambda n: getattr(module, n).grad)
+    for gradient in derivation.gradients:
+        if gradient.torch_name == "input":
+            torch_grad = x.grad
+        elif gradient.once:
+            torch_grad = initial[gradient.torch_name.removesuffix("_0")].grad
+        else:
+            torch_grad = grads[gradient.of]
+        got = [float(v) for v in truth[gradient.label]]
+        want = torch_grad.reshape(-1).tolist()
+        assert got == pytest.approx(want, rel=1e-9, abs=1e-12), gradient.label
+
+
 # --- the comparison catches wrong derivations ----------------------------------------------
 
 
 def _mutated(derivation, mutate):
-    """A copy of ``derivation`` whose backward program is passed through ``mutate``."""
+    """A copy of ``derivation`` whose backward program is passed through ``mutate``.
+
+    ``mutate(target, value)`` returns the (possibly wrong) value assigned to ``target``.
+    """
     wrong = copy.copy(derivation)
     wrong.__dict__["backward"] = tuple(
-        tuple(Assignment(a.target, mutate(a.value), a.label) for a in step)
+        tuple(Assignment(a.target, mutate(a.target, a.value), a.label) for a in step)
         for step in derivation.backward
     )
     return wrong
+
+
+def _mutated_gradient(derivation, of, mutate):
+    """A copy of ``derivation`` whose gradient with respect to ``of`` has its terms mutated."""
+    wrong = copy.copy(derivation)
+    wrong.__dict__["gradients"] = tuple(
+        dataclasses.replace(g, terms=tuple(mutate(term) for term in g.terms)) if g.of == of else g
+        for g in derivation.gradients
+    )
+    return wrong
+
+
+def _without_carry(target, value):
+    """LSTM: ``c̄_t`` without its ``f_{t+1} ⊙ c̄_{t+1}`` term (the cell-state carry)."""
+    base, step = split_name(target)
+    n = target.shape[0]
+    carry = {var("cbar", step + 1, n), var("f", step + 1, n)}
+    if base != "cbar" or not value.has(*carry):
+        return value  # not c̄_t, or c̄_T (g^c_n in place of the carry)
+    kept = [a for a in value.args if not (isinstance(a, HadamardProduct) and set(a.args) == carry)]
+    assert len(kept) == len(value.args) - 1, f"no carry term in {value}"
+    return kept[0] if len(kept) == 1 else MatAdd(*kept)
+
+
+def _dtanh_of_c(target, value):
+    """LSTM: ``1 − c_t ⊙ c_t`` where the output needs ``1 − tanh(c_t) ⊙ tanh(c_t)``."""
+    return value.replace(
+        lambda e: isinstance(e, Elementwise) and e.name == "dtanh" and e.arg.name == "tanh",
+        lambda e: Elementwise("dtanh", e.arg.arg),
+    )
+
+
+def _z_for_one_minus_z(target, value):
+    """GRU: ``z_t`` where ``1 − z_t`` belongs in ``δ^n_t``."""
+    base, step = split_name(target)
+    if base != "delta_n":
+        return value
+    z = var("z", step, target.shape[0])
+    args = [z if isinstance(a, MatAdd) and a.has(sp.OneMatrix) else a for a in value.args]
+    assert args != list(value.args), f"no 1 − z in {value}"
+    return HadamardProduct(*args)
+
+
+def _wrong_derivation(mistake):
+    """The derivation a mistake is injected into, and the mutated copy."""
+    if mistake.startswith("lstm"):
+        derivation = _derivation(*_args(GATED["lstm-T2_I1_H2"]))
+        mutate = _without_carry if "carry" in mistake else _dtanh_of_c
+        return derivation, _mutated(derivation, mutate)
+    derivation = _derivation(*_args(GATED["gru-T2_I1_H2"]))
+    if "b_hn" in mistake:
+        # b_hn added after the reset gate: ∂L/∂b_hn = δ^n_t instead of δ^{hn}_t = δ^n_t ⊙ r_t
+        to_delta_n = {var("delta_hn", k, 2): var("delta_n", k, 2) for k in (1, 2)}
+        b_hn = MatrixSymbol("b_hn", 2, 1)
+        return derivation, _mutated_gradient(derivation, b_hn, lambda v: v.xreplace(to_delta_n))
+    return derivation, _mutated(derivation, _z_for_one_minus_z)
+
+
+MISTAKES = [
+    "lstm: no f ⊙ c̄ carry",
+    "lstm: tanh' of c_t",
+    "gru: b_hn outside r",
+    "gru: z for 1 − z",
+]
+
+
+@pytest.mark.parametrize("mistake", MISTAKES)
+def test_comparison_catches_a_wrong_gated_backward_program(mistake):
+    """One wrong rule injected into an LSTM's or GRU's backward program (T = 2, I = 1, H = 2)
+    is caught at random points; the unmutated program passes at the same points."""
+    derivation, wrong = _wrong_derivation(mistake)
+    brute = _brute(*_args(GATED[f"{mistake[: mistake.index(':')]}-T2_I1_H2"]))
+    program, mutated = scalar.program_gradients(derivation), scalar.program_gradients(wrong)
+    errors = []
+    for seed in SEEDS[:2]:
+        point = scalar.random_point(derivation, seed)
+        truth = scalar.evaluate(brute, point)
+        got = scalar.evaluate(mutated, point)
+        errors.append(max(_relative_error(got[k], truth[k]) for k in truth))
+        _assert_match(scalar.evaluate(program, point), truth)
+    assert max(errors) > 1e-6
 
 
 @pytest.mark.parametrize("mistake", ["W_hh not transposed", "tanh' of z_t"])
@@ -134,11 +466,11 @@ def test_comparison_catches_a_wrong_backward_program(mistake):
     derivation = _derivation(*sizes, "tanh", True)
     w_hh = sp.MatrixSymbol("W_hh", 2, 2)
     if mistake == "W_hh not transposed":
-        wrong = _mutated(derivation, lambda value: value.xreplace({w_hh.T: w_hh}))
+        wrong = _mutated(derivation, lambda _, value: value.xreplace({w_hh.T: w_hh}))
     else:
         steps = range(1, sizes[0] + 1)
         to_z = {var("h", k, 2): var("z", k, 2) for k in steps}
-        wrong = _mutated(derivation, lambda value: value.xreplace(to_z))
+        wrong = _mutated(derivation, lambda _, value: value.xreplace(to_z))
     errors = []
     for seed in SEEDS:
         point = scalar.random_point(derivation, seed)
@@ -154,6 +486,15 @@ def test_comparison_catches_a_wrong_backward_program(mistake):
 # --- a symbolic proof for one size ---------------------------------------------------------
 
 
+def _assert_symbolic_identity(program, brute):
+    assert program.keys() == brute.keys()
+    for label, expected in brute.items():
+        assert program[label].shape == expected.shape
+        for got, want in zip(program[label], expected, strict=True):
+            assert want.has(sp.tanh), f"{label}: trivial entry {want}"
+            assert sp.expand(got - want) == 0, label
+
+
 def test_program_equals_brute_force_symbolically():
     """T = 2, I = 1, H = 2, tanh: ``expand(program − brute force)`` is exactly 0 everywhere.
 
@@ -163,15 +504,29 @@ def test_program_equals_brute_force_symbolically():
     ``tanh' = 1 − tanh²``, the program ``1 − h ⊙ h`` with ``h = tanh(z)``: the same atoms.
     """
     sizes = (2, 1, 2)
-    derivation = _derivation(*sizes, "tanh", True)
-    brute = _brute(*sizes, "tanh", True)
-    program = scalar.program_gradients(derivation)
-    assert program.keys() == brute.keys()
-    for label, expected in brute.items():
-        assert program[label].shape == expected.shape
-        for got, want in zip(program[label], expected, strict=True):
-            assert want.has(sp.tanh), f"{label}: trivial entry {want}"
-            assert sp.expand(got - want) == 0, label
+    _assert_symbolic_identity(
+        scalar.program_gradients(_derivation(*sizes, "tanh", True)), _brute(*sizes, "tanh", True)
+    )
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        dict(cell="gru", steps=2, input_size=1, hidden_size=1),
+        dict(cell="lstm", steps=1, input_size=1, hidden_size=1),
+    ],
+    ids=["gru-T2_I1_H1", "lstm-T1_I1_H1"],
+)
+def test_gated_program_equals_brute_force_symbolically(spec):
+    """A GRU over two steps (the recurrence through h, z and r) and an LSTM step (both states,
+    c_0 and gc_n) with bias: ``expand(program − brute force)`` is exactly 0.
+
+    The scalar view writes ``σ(y) = (1 + tanh(y/2))/2``, so ``diff`` gives ``σ' =
+    (1 − tanh²(y/2))/4`` and the program's ``σ ⊙ (1 − σ)`` the same polynomial in the same
+    ``tanh`` atom. (A two-step LSTM takes about 11 s here, a two-step GRU about 6 s.)
+    """
+    derivation = _derivation(*_args(spec))
+    _assert_symbolic_identity(scalar.program_gradients(derivation), _brute(*_args(spec)))
 
 
 def test_symbolic_comparison_is_not_vacuous():
@@ -179,10 +534,23 @@ def test_symbolic_comparison_is_not_vacuous():
     derivation = _derivation(2, 1, 2, "tanh", True)
     w_hh = sp.MatrixSymbol("W_hh", 2, 2)
     wrong = scalar.program_gradients(
-        _mutated(derivation, lambda value: value.xreplace({w_hh.T: w_hh}))
+        _mutated(derivation, lambda _, value: value.xreplace({w_hh.T: w_hh}))
     )
     brute = _brute(2, 1, 2, "tanh", True)
     assert any(sp.expand(wrong["G1"][i] - brute["G1"][i]) != 0 for i in range(2))
+
+
+def test_gated_symbolic_comparison_is_not_vacuous():
+    """The GRU proof fails with ``b_hn`` outside the reset gate."""
+    spec = dict(cell="gru", steps=2, input_size=1, hidden_size=1)
+    derivation = _derivation(*_args(spec))
+    b_hn = MatrixSymbol("b_hn", 1, 1)
+    to_delta_n = {var("delta_hn", k, 1): var("delta_n", k, 1) for k in (1, 2)}
+    wrong = scalar.program_gradients(
+        _mutated_gradient(derivation, b_hn, lambda value: value.xreplace(to_delta_n))
+    )
+    label = next(g.label for g in derivation.gradients if g.of == b_hn)
+    assert sp.expand(wrong[label][0] - _brute(*_args(spec))[label][0]) != 0
 
 
 # --- the unrolled chains -------------------------------------------------------------------
@@ -280,16 +648,12 @@ def founding():
 
 def _founding_point(derivation, rnn, x):
     """The scalar symbols at torch's float32 weights, h_0 = 0, g_t = 0, g_n = 1."""
-    symbols = scalar.scalar_symbols(derivation)
-    tensors = {p.symbol: getattr(rnn, p.torch_name).detach() for p in derivation.parameters}
+    tensors = _block_tensors(derivation, lambda name: getattr(rnn, name).detach())
     tensors |= {var("x", k, 1): x[k - 1] for k in (1, 2, 3)}
-    tensors |= {var("h", 0, 2): torch.zeros(2), derivation.adjoint.final: torch.ones(2)}
+    (state,) = derivation.step.states
+    tensors |= {var("h", 0, 2): torch.zeros(2), state.final: torch.ones(2)}
     tensors |= {var("g", k, 2): torch.zeros(2) for k in (1, 2, 3)}
-    point = {}
-    for symbol, tensor in tensors.items():
-        values = tensor.double().reshape(-1).tolist()
-        point |= dict(zip(list(symbols[symbol]), values, strict=True))
-    return point
+    return _point_from_tensors(derivation, tensors)
 
 
 def test_founding_case_program_equals_torch(founding):

@@ -4,7 +4,9 @@ Every equation string is built here from the :class:`~symbptt.derivation.Derivat
 to ``templates/document.tex.jinja`` / ``templates/document.md.jinja`` as data; the templates only
 lay the text out. The content mirrors :func:`symbptt.printing.text.derivation_text`: forward
 equations (``F``), backward recurrence (``B``), gradients (``G``) and, for small T, the gradients
-unrolled into chains of matrix products (``U``). Every ``\\tag`` is unique in a document.
+unrolled into chains of matrix products (``U``, ``torch.nn.RNN``) or written out as per-step sums
+(``U``, LSTM and GRU). A cell (``RNNCell``, ...) is one step: its document shows the equations
+once, at ``t = 1``. Every ``\\tag`` is unique in a document.
 """
 
 from __future__ import annotations
@@ -15,19 +17,20 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import jinja2
 import sympy as sp
-from sympy import MatrixSymbol, Transpose
+from sympy import HadamardProduct, MatAdd, MatMul, MatrixSymbol, Transpose
 
+from ..adjoint import adjoint_symbol
 from ..codegen import environment
 from ..errors import CodegenError
 from ..fileio import GENERATED_MARKER, write_generated
 from ..matexpr import Elementwise
-from ..program import at_step, split_name, t, var
+from ..program import Assignment, Parameter, at_step, split_name, t, var
 from ..unrolled import MAX_STEPS, Chain, unroll
 from .latex import chain as latex_chain
 from .latex import latex
@@ -41,9 +44,17 @@ LINE_BUDGET_PT = 340.0
 MAX_TERMS_PER_LINE = 4
 """At most this many terms of a long sum share one line."""
 
+INLINE_ASSIGNMENTS = 2
+"""Up to this many assignments share one line (``z_t = ..., h_t = ...``); more get a line each."""
+
+LONG_TABLE_ROWS = 14
+"""A table of symbols with more rows than this may break across pages (``longtable``)."""
+
 _PLUS_PT = 12.2
 _PARAMETER_PT = 19.0
 _INDEXED_PT = 12.8
+_ODOT_PT = 15.0
+_PARENTHESES_PT = 8.0
 
 STEP_TAG = "$_t$"
 """Suffix of the tags of generic equations: ``F$_t$`` prints as F with a subscript t."""
@@ -67,6 +78,14 @@ class ShapeRow:
     meaning: str
 
 
+@dataclass(frozen=True)
+class EquationGroup:
+    """Equations under a heading (text with $math$ and code spans), or under none."""
+
+    heading: str | None
+    equations: list[Equation] = field(default_factory=list)
+
+
 # --- building blocks ---------------------------------------------------------------------
 
 
@@ -74,8 +93,46 @@ def _partial(of: MatrixSymbol) -> str:
     return rf"\frac{{\partial L}}{{\partial {latex(of)}}}"
 
 
-def _assignments(assignments) -> str:
-    return r", \qquad ".join(f"{latex(a.target)} = {latex(a.value)}" for a in assignments)
+def _width(expr: sp.Basic) -> float:
+    """A rough width (pt) of ``latex(expr)`` in display math, to decide where to break lines."""
+    if isinstance(expr, MatrixSymbol):
+        return _PARAMETER_PT if split_name(expr)[1] is None else _INDEXED_PT
+    if isinstance(expr, Transpose):
+        return _width(expr.arg) + 4.0
+    if isinstance(expr, (MatAdd, HadamardProduct)):
+        joint = _PLUS_PT if isinstance(expr, MatAdd) else _ODOT_PT
+        return sum(map(_operand_width, expr.args)) + joint * (len(expr.args) - 1)
+    if isinstance(expr, MatMul):
+        factors = [a for a in expr.args if a.is_Matrix]
+        sign = 0.0 if len(factors) == len(expr.args) else 8.0
+        return sign + sum(map(_operand_width, factors)) + 2.0 * (len(factors) - 1)
+    if isinstance(expr, Elementwise):
+        return 2 * _width(expr.arg) + 25.0
+    return _INDEXED_PT
+
+
+def _operand_width(expr: sp.Basic) -> float:
+    parentheses = isinstance(expr, (MatAdd, HadamardProduct))
+    return _width(expr) + (_PARENTHESES_PT if parentheses else 0.0)
+
+
+def _assignment_rows(assignment: Assignment) -> list[str]:
+    """``target &= value`` of an aligned block, a long sum broken over several rows."""
+    lhs = latex(assignment.target)
+    value = assignment.value
+    if isinstance(value, MatAdd) and _width(value) > LINE_BUDGET_PT:
+        lines = _sum_lines([(latex(term), _width(term)) for term in value.args])
+        rows = [f"{lhs} &= " + " + ".join(lines[0])]
+        return rows + [r"&\quad + " + " + ".join(line) for line in lines[1:]]
+    return [f"{lhs} &= {latex(value)}"]
+
+
+def _assignments(assignments: Sequence[Assignment]) -> str:
+    """A few assignments on one line; more, one per line in an ``aligned`` block."""
+    if len(assignments) <= INLINE_ASSIGNMENTS:
+        return r", \qquad ".join(f"{latex(a.target)} = {latex(a.value)}" for a in assignments)
+    rows = [row for a in assignments for row in _assignment_rows(a)]
+    return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
 
 
 def _factor_width(factor: sp.Basic) -> float:
@@ -121,8 +178,12 @@ def _chains_sum(lhs: str, chains: Sequence[Chain]) -> str:
     return _broken_sum(lhs, [(latex_chain(c), _chain_width(c)) for c in chains])
 
 
-def _gradient_equation(gradient: Gradient) -> Equation:
+def _gradient_equation(gradient: Gradient, one_step: bool = False) -> Equation:
+    """``∂L/∂W = Σ_t term``, or for a one-step cell the term at ``t = 1`` itself."""
     lhs = _partial(gradient.of)
+    if one_step and not gradient.once:
+        of = gradient.of if gradient.summed else at_step(gradient.of, 1)
+        return Equation(f"{_partial(of)} = {latex(gradient.terms[0])}", gradient.label)
     if gradient.summed:
         body = rf"{lhs} = \sum_{{t=1}}^{{T}} {latex(gradient.generic)}"
     elif gradient.once:
@@ -133,8 +194,8 @@ def _gradient_equation(gradient: Gradient) -> Equation:
 
 
 def _derivative_factor(derivation: Derivation) -> Elementwise:
-    """``f'(h_t)`` of the generic backward step (``1 - h_t ⊙ h_t`` for tanh)."""
-    for assignment in derivation.adjoint.assignments:
+    """``f'(h_t)`` of the generic backward step of an RNN (``1 - h_t ⊙ h_t`` for tanh)."""
+    for assignment in derivation.backward_step:
         factors = assignment.value.atoms(Elementwise)
         if factors:
             return factors.pop()
@@ -151,59 +212,144 @@ def _diagonal(derivation: Derivation) -> tuple[MatrixSymbol, str]:
     return var("D", t, n, n), rf"\operatorname{{diag}}{inner}"
 
 
+def _boundary(derivation: Derivation) -> list[Assignment]:
+    """The adjoint of every state at ``t = T``, where nothing comes back from a later step."""
+    last = derivation.spec.steps
+    targets = {adjoint_symbol(at_step(state.new, last)) for state in derivation.step.states}
+    return [a for a in derivation.backward[0] if a.target in targets]
+
+
 # --- content -----------------------------------------------------------------------------
 
 _MEANINGS = {
     "x": "input at step $t$",
     "h": "hidden state after step $t$, the output at step $t$; $h_0$ is the initial state",
     "z": "pre-activation at step $t$",
+    "c": "cell state after step $t$; $c_0$ is the initial cell state",
+    "m": r"$o_t \odot \tanh(c_t)$, the hidden state before the projection",
     "g": r"$\partial L / \partial \mathrm{output}_t$, the cotangent of output $t$",
     "g[n]": r"$\partial L / \partial h_n$, the cotangent of the final state $h_n = h_T$",
+    "gc[n]": r"$\partial L / \partial c_n$, the cotangent of the final cell state $c_n = c_T$",
     "hbar": r"$\partial L / \partial h_t$, all the cotangent that reaches $h_t$",
+    "cbar": r"$\partial L / \partial c_t$, all the cotangent that reaches $c_t$",
     "delta": r"$\partial L / \partial z_t$",
     "D": "the derivative of the nonlinearity at step $t$, as a diagonal matrix",
 }
 
+GATES = {
+    "lstm": {
+        "i": "input gate $i_t$",
+        "f": "forget gate $f_t$",
+        "g": r"candidate $\tilde{c}_t$ (torch's gate $g$)",
+        "o": "output gate $o_t$",
+    },
+    "gru": {"r": "reset gate $r_t$", "z": "update gate $z_t$", "n": "new gate $n_t$"},
+}
+"""What each gate letter of a family stands for, as text with $math$."""
 
-def _shape_letters(symbol: MatrixSymbol) -> tuple[str, str]:
+_GATE_OUTPUTS = {
+    "lstm": {"i": "i", "f": "f", "ct": "g", "o": "o"},
+    "gru": {"r": "r", "z": "z", "n": "n"},
+}
+"""Variables that are a gate's output, and their gate."""
+
+
+def _meaning(symbol: MatrixSymbol, derivation: Derivation) -> str:
+    family = derivation.spec.family
+    if symbol.name in _MEANINGS:
+        return _MEANINGS[symbol.name]
     base, _ = split_name(symbol)
-    return {"x": ("I", "1"), "W_ih": ("H", "I"), "W_hh": ("H", "H"), "D": ("H", "H")}.get(
-        base, ("H", "1")
-    )
+    gates = GATES.get(family, {})
+    if base in _GATE_OUTPUTS.get(family, {}):
+        gate = gates[_GATE_OUTPUTS[family][base]]
+        return gate[0].upper() + gate[1:] + ", at step $t$"
+    head, _, gate = base.partition("_")
+    if head == "a" and gate in gates:
+        return f"pre-activation of the {gates[gate]}"
+    if head == "a":  # the GRU's W_hn h_{t-1} + b_hn, kept apart because r_t scales it
+        value = next(a.value for a in derivation.step.assignments if a.target == symbol)
+        return f"${latex(value)}$, which $r_t$ scales inside $a^{{n}}_t$"
+    if head == "delta" and gate:
+        return rf"$\partial L / \partial a^{{{gate}}}_t$"
+    if base in _MEANINGS:
+        return _MEANINGS[base]
+    if base.endswith("bar"):
+        return rf"$\partial L / \partial {base.removesuffix('bar')}_t$"
+    return ""
 
 
-def _shape_row(symbol: MatrixSymbol, meaning: str) -> ShapeRow:
-    rows, cols = _shape_letters(symbol)
-    size = rf"{symbol.shape[0]} \times {symbol.shape[1]}"
-    return ShapeRow(latex(symbol), rf"{rows} \times {cols}", size, meaning)
+def _letters(symbol: MatrixSymbol, derivation: Derivation) -> tuple[str, str]:
+    """The shape of a variable in size letters: ``x_t`` is ``I × 1``, ``h_t`` ``P × 1``."""
+    base, _ = split_name(symbol)
+    if base == "D":
+        return "H", "H"
+    if base in {split_name(x)[0] for x in derivation.step.inputs}:
+        return "I", "1"
+    output = derivation.spec.proj_size and base in ("h", "g", "hbar")
+    return ("P" if output else "H"), "1"
+
+
+def _parameter_letters(parameter: Parameter, derivation: Derivation) -> tuple[str, str]:
+    out = "P" if derivation.spec.proj_size else "H"
+    letters = {"weight_ih": ("H", "I"), "weight_hh": ("H", out), "weight_hr": ("P", "H")}
+    return letters.get(parameter.argument, ("H", "1"))
+
+
+def _size(symbol: MatrixSymbol) -> str:
+    return rf"{symbol.shape[0]} \times {symbol.shape[1]}"
+
+
+def _parameter_rows(derivation: Derivation, code: Callable[[str], str]) -> list[ShapeRow]:
+    rows = []
+    for parameter in derivation.parameters:
+        letters = r"{} \times {}".format(*_parameter_letters(parameter, derivation))
+        if len(parameter.blocks) == 1:
+            meaning = f"{parameter.description}, {code(parameter.torch_name)}"
+            rows.append(
+                ShapeRow(latex(parameter.blocks[0]), letters, _size(parameter.blocks[0]), meaning)
+            )
+            continue
+        start = 0
+        for block in parameter.blocks:
+            gate = GATES[derivation.spec.family][block.name.split("_", 1)[1][1:]]
+            stop = start + block.shape[0]
+            where = code(f"{parameter.torch_name}[{start}:{stop}]")
+            meaning = f"{parameter.description} of the {gate}, {where}"
+            rows.append(ShapeRow(latex(block), letters, _size(block), meaning))
+            start = stop
+    return rows
 
 
 def _shapes(derivation: Derivation, code: Callable[[str], str], show_d: bool) -> list[ShapeRow]:
-    rows = [
-        _shape_row(p.symbol, f"{p.description}, {code(p.torch_name)}")
-        for p in derivation.parameters
-    ]
-    step, adjoint = derivation.step, derivation.adjoint
+    rows = _parameter_rows(derivation, code)
+    step = derivation.step
     symbols = [
         *step.inputs,
         *(a.target for a in step.assignments),
-        adjoint.cotangent,
-        adjoint.final,
-        *(a.target for a in adjoint.assignments),
+        derivation.adjoint.cotangent,
+        *(state.final for state in step.states),
+        *(a.target for a in derivation.backward_step),
     ]
     for symbol in symbols:
-        key = symbol.name if symbol.name in _MEANINGS else split_name(symbol)[0]
-        rows.append(_shape_row(symbol, _MEANINGS.get(key, "")))
+        letters = r"{} \times {}".format(*_letters(symbol, derivation))
+        rows.append(ShapeRow(latex(symbol), letters, _size(symbol), _meaning(symbol, derivation)))
     if show_d:
         d, definition = _diagonal(derivation)
-        rows.append(_shape_row(d, f"${definition}$, " + _MEANINGS["D"]))
+        rows.append(
+            ShapeRow(latex(d), r"H \times H", _size(d), f"${definition}$, {_MEANINGS['D']}")
+        )
     return rows
+
+
+def _w_hh(derivation: Derivation) -> MatrixSymbol:
+    """The one block of ``weight_hh`` of an RNN."""
+    return next(p.blocks[0] for p in derivation.parameters if p.argument == "weight_hh")
 
 
 def _mistake(derivation: Derivation) -> dict | None:
     """The ``t = T-2`` term of ``∂L/∂W_ih`` (two ``W_hh`` hops) in the seed case, for T ≥ 3."""
     steps = derivation.spec.steps
-    if steps < 3:
+    if steps < 3 or derivation.spec.family != "rnn":
         return None
     n = derivation.spec.hidden_size
     w_hh = _w_hh(derivation)
@@ -215,7 +361,7 @@ def _mistake(derivation: Derivation) -> dict | None:
         diagonal[1],
         Transpose(w_hh),
         diagonal[2],
-        derivation.adjoint.final,
+        derivation.step.states[0].final,
         Transpose(at_step(derivation.step.inputs[0], k)),
     )
     factor = _derivative_factor(derivation)
@@ -231,7 +377,8 @@ def _mistake(derivation: Derivation) -> dict | None:
 
 
 def _unrolled(derivation: Derivation) -> dict | None:
-    if derivation.spec.steps > MAX_STEPS:
+    """The RNN's gradients as sums of chains of matrix products, for T ≤ MAX_STEPS."""
+    if derivation.spec.steps > MAX_STEPS or derivation.spec.family != "rnn":
         return None
     final = unroll(derivation, only_final=True)
     d, definition = _diagonal(derivation)
@@ -263,8 +410,39 @@ def _unrolled(derivation: Derivation) -> dict | None:
     }
 
 
-def _w_hh(derivation: Derivation) -> MatrixSymbol:
-    return next(p.symbol for p in derivation.parameters if p.symbol.name == "W_hh")
+def _sums(derivation: Derivation) -> list[Equation] | None:
+    """Each parameter's gradient of an LSTM or GRU written out as its sum over the steps."""
+    if derivation.spec.steps > MAX_STEPS:
+        return None
+    return [
+        Equation(
+            _broken_sum(_partial(g.of), [(latex(term), _width(term)) for term in g.terms]),
+            f"U{g.label[1:]}",
+        )
+        for g in derivation.gradients
+        if g.summed
+    ]
+
+
+def _gradient_groups(derivation: Derivation, code: Callable[[str], str]) -> list[EquationGroup]:
+    """The gradients, under a heading per torch parameter when some parameter is stacked."""
+    one_step = derivation.spec.is_cell
+    equations = {g.label: _gradient_equation(g, one_step) for g in derivation.gradients}
+    if all(len(p.blocks) == 1 for p in derivation.parameters):
+        return [EquationGroup(None, list(equations.values()))]
+    groups = []
+    rest = list(derivation.gradients)
+    for parameter in derivation.parameters:
+        blocks = "; ".join(latex(b) for b in parameter.blocks)
+        stacked = f"[{blocks}]" if len(parameter.blocks) > 1 else blocks
+        mine = [g for g in rest if g.of in parameter.blocks]
+        rest = [g for g in rest if g not in mine]
+        heading = f"{code(parameter.torch_name)} ${{}} = {stacked}$"
+        groups.append(EquationGroup(heading, [equations[g.label] for g in mine]))
+    states = "states" if len(derivation.step.states) > 1 else "state"
+    heading = f"The input and the initial {states}"
+    groups.append(EquationGroup(heading, [equations[g.label] for g in rest]))
+    return groups
 
 
 def _tex_text(text: str) -> str:
@@ -296,25 +474,39 @@ def _md_code(text: str) -> str:
 def _context(derivation: Derivation, code: Callable[[str], str]) -> dict:
     """Everything a document template lays out; ``code`` formats an inline code span."""
     spec = derivation.spec
-    last = derivation.backward[0][0]
-    unrolled = _unrolled(derivation)
+    cell = spec.is_cell
+    unrolled = None if cell else _unrolled(derivation)
+    states = derivation.step.states
+    boundary = _boundary(derivation)
+    sizes = {"I": spec.input_size, "H": spec.hidden_size, "T": spec.steps, "P": spec.proj_size}
+    shapes = _shapes(derivation, code, show_d=unrolled is not None)
     return {
         "marker": GENERATED_MARKER,
         "describe": spec.describe(),
         "regenerate": f"symbptt latex {spec.cli_options()} -o FILE",
         "layer": code(spec.torch_constructor()),
-        "sizes": {"I": spec.input_size, "H": spec.hidden_size, "T": spec.steps},
-        "code": {name: code(name) for name in ("x @ W.T", "h_n.sum().backward()")},
-        "shapes": _shapes(derivation, code, show_d=unrolled is not None),
+        "torch_class": code(f"torch.nn.{spec.torch_class}"),
+        "family": spec.family,
+        "is_cell": cell,
+        "cell_state": len(states) > 1,
+        "initial": " and ".join(f"${s.name}_0$" for s in states),
+        "sizes": sizes,
+        "code": {
+            name: code(name) for name in ("x @ W.T", "h_n.sum().backward()", "h.sum().backward()")
+        },
+        "shapes": shapes,
+        "long_table": len(shapes) > LONG_TABLE_ROWS,
         "forward_step": Equation(_assignments(derivation.step.assignments), f"F{STEP_TAG}"),
         "forward": [Equation(_assignments(step), step[0].label) for step in derivation.forward],
-        "backward_step": Equation(_assignments(derivation.adjoint.assignments), f"B{STEP_TAG}"),
-        "boundary": f"{latex(last.target)} = {latex(last.value)}",
+        "backward_step": Equation(_assignments(derivation.backward_step), f"B{STEP_TAG}"),
+        "boundary": f"{latex(boundary[0].target)} = {latex(boundary[0].value)}",
+        "boundaries": Equation(_assignments(boundary) if len(boundary) > 1 else ""),
         "backward": [Equation(_assignments(step), step[0].label) for step in derivation.backward],
-        "gradients": [_gradient_equation(g) for g in derivation.gradients],
+        "gradient_groups": _gradient_groups(derivation, code),
         "unrolled": unrolled,
+        "sums": None if cell or spec.family == "rnn" else _sums(derivation),
         "max_steps": MAX_STEPS,
-        "mistake": _mistake(derivation),
+        "mistake": None if cell else _mistake(derivation),
     }
 
 
@@ -345,12 +537,10 @@ def latex_summary(derivation: Derivation) -> str:
             rows.append(f"{latex(a.target)} &= {latex(a.value)}{note}")
 
     add(derivation.step.assignments, "F")
-    add(derivation.adjoint.assignments, "B")
-    last = derivation.backward[0][0]
-    rows.append(
-        rf"{latex(last.target)} &= {latex(last.value)} && \text{{at }} t = T = "
-        rf"{derivation.spec.steps}"
-    )
+    add(derivation.backward_step, "B")
+    for i, last in enumerate(_boundary(derivation)):
+        note = rf" && \text{{at }} t = T = {derivation.spec.steps}" if i == 0 else ""
+        rows.append(rf"{latex(last.target)} &= {latex(last.value)}{note}")
     for gradient in derivation.gradients:
         equation = _gradient_equation(gradient).body.replace(" = ", " &= ", 1)
         rows.append(rf"{equation} && (\mathrm{{{gradient.label}}})")

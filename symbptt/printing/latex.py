@@ -7,18 +7,24 @@ terms is kept, only the notation differs.
 from __future__ import annotations
 
 import sympy as sp
-from sympy import HadamardProduct, MatAdd, MatMul, MatrixSymbol, Transpose
+from sympy import HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
 from sympy.printing.latex import LatexPrinter as _SympyLatexPrinter
 
 from ..matexpr import Elementwise
+from ..program import split_name
 from ..unrolled import Chain
-from .names import latex_name
+from .names import LATEX_BASE, index_text, latex_name
 
 
 class LatexPrinter(_SympyLatexPrinter):
     """SymPy's ``LatexPrinter`` with the derivation's names and matrix notation."""
 
     def _print_MatrixSymbol(self, expr: MatrixSymbol) -> str:
+        base, index = split_name(expr)
+        stem = base.removesuffix("bar")
+        if index is not None and stem != base and stem and base not in LATEX_BASE:
+            # the adjoint of any other variable: ``mbar[t]`` (∂L/∂m_t) -> \bar{m}_{t}
+            return rf"\bar{{{stem}}}_{{{index_text(index)}}}"
         return latex_name(expr)
 
     def _operand(self, expr: sp.Basic) -> str:
@@ -28,10 +34,26 @@ class LatexPrinter(_SympyLatexPrinter):
         return body
 
     def _print_MatAdd(self, expr: MatAdd) -> str:
-        return " + ".join(self._print(arg) for arg in expr.args)
+        out = ""
+        for arg in expr.args:
+            term = self._print(arg)
+            if out and term.startswith("-"):
+                out += f" - {term[1:]}"
+            else:
+                out += f" + {term}" if out else term
+        return out
 
     def _print_MatMul(self, expr: MatMul) -> str:
-        return " ".join(self._operand(arg) for arg in expr.args)
+        coefficient = sp.Mul(*[a for a in expr.args if not a.is_Matrix])
+        factors = " ".join(self._operand(a) for a in expr.args if a.is_Matrix)
+        if coefficient == 1:
+            return factors
+        if coefficient == -1:
+            return f"-{factors}"
+        return f"{self._print(coefficient)} {factors}"
+
+    def _print_OneMatrix(self, expr: OneMatrix) -> str:
+        return "1"
 
     def _print_HadamardProduct(self, expr: HadamardProduct) -> str:
         return r" \odot ".join(self._operand(arg) for arg in expr.args)

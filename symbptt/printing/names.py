@@ -18,14 +18,24 @@ from ..program import Parameter, split_name, t
 _SUBSCRIPT = str.maketrans("0123456789+-tn", "₀₁₂₃₄₅₆₇₈₉₊₋ₜₙ")
 _SUPERSCRIPT = str.maketrans("ifgorznhc", "ⁱᶠᵍᵒʳᶻⁿʰᶜ")
 
-TEXT_BASE = {"delta": "δ", "hbar": "h\u0304", "cbar": "c\u0304", "ct": "c\u0303", "gc": "gᶜ"}
+TEXT_BASE = {
+    "delta": "δ",
+    "hbar": "h\u0304",
+    "cbar": "c\u0304",
+    "ct": "c\u0303",
+    "gc": "gᶜ",
+    "mc": "m",
+}
 LATEX_BASE = {
     "delta": r"\delta",
     "hbar": r"\bar{h}",
     "cbar": r"\bar{c}",
     "ct": r"\tilde{c}",
     "gc": "g^{c}",
+    "mc": "m",
 }
+CODE_BASE = {"m": "mask", "mc": "mask"}
+"""Both state masks are one (T, B, 1) tensor in code; it broadcasts over each state's size."""
 FINAL_CODE = {"g[n]": "grad_h_n", "gc[n]": "grad_c_n"}
 """Code names of the final states' cotangents."""
 
@@ -40,18 +50,37 @@ def _gate_base(base: str) -> tuple[str, str] | None:
     return (head, gate) if head in ("a", "delta") and gate else None
 
 
-def text_name(symbol: MatrixSymbol) -> str:
-    """``h[t - 1]`` -> ``hₜ₋₁``, ``delta_i[3]`` -> ``δⁱ₃``, ``W_ih`` -> ``W_ih``."""
-    base, index = split_name(symbol)
-    if index is None:
-        return base
+def _text_base(base: str) -> str:
+    if base.endswith("bar") and base not in TEXT_BASE:
+        return _text_base(base[:-3]) + "\u0304"
+    if base.endswith("_new"):
+        return base[:-4] + "\u0302"
     gated = _gate_base(base)
     if gated:
         head, gate = gated
-        shown = TEXT_BASE.get(head, head) + gate.translate(_SUPERSCRIPT)
-    else:
-        shown = TEXT_BASE.get(base, base)
-    return shown + index_text(index).translate(_SUBSCRIPT)
+        return TEXT_BASE.get(head, head) + gate.translate(_SUPERSCRIPT)
+    return TEXT_BASE.get(base, base)
+
+
+def _latex_base(base: str) -> str:
+    if base.endswith("bar") and base not in LATEX_BASE:
+        return f"\\bar{{{_latex_base(base[:-3])}}}"
+    if base.endswith("_new"):
+        return f"\\hat{{{base[:-4]}}}"
+    gated = _gate_base(base)
+    if gated:
+        head, gate = gated
+        return f"{LATEX_BASE.get(head, head)}^{{{gate}}}"
+    return LATEX_BASE.get(base, base)
+
+
+def text_name(symbol: MatrixSymbol) -> str:
+    """``h[t - 1]`` -> ``hₜ₋₁``, ``delta_i[3]`` -> ``δⁱ₃``, ``h_new[t]`` -> ``ĥₜ``, ``W_ih``
+    -> ``W_ih``."""
+    base, index = split_name(symbol)
+    if index is None:
+        return base
+    return _text_base(base) + index_text(index).translate(_SUBSCRIPT)
 
 
 def latex_name(symbol: MatrixSymbol) -> str:
@@ -61,13 +90,7 @@ def latex_name(symbol: MatrixSymbol) -> str:
     if index is None:
         head, _, sub = base.partition("_")
         return f"{head}_{{\\mathrm{{{sub}}}}}" if sub else head
-    gated = _gate_base(base)
-    if gated:
-        head, gate = gated
-        shown = f"{LATEX_BASE.get(head, head)}^{{{gate}}}"
-    else:
-        shown = LATEX_BASE.get(base, base)
-    return f"{shown}_{{{index_text(index)}}}"
+    return f"{_latex_base(base)}_{{{index_text(index)}}}"
 
 
 def is_parameter(symbol: MatrixSymbol) -> bool:
@@ -94,7 +117,7 @@ def unrolled_code_name(symbol: MatrixSymbol, blocks: dict[MatrixSymbol, str]) ->
     base, index = split_name(symbol)
     if index is None:
         return blocks[symbol]
-    return f"{base}{index}"
+    return f"{CODE_BASE.get(base, base)}{index}"
 
 
 STATE_BASES = ("h", "c")
@@ -115,9 +138,10 @@ def loop_code_name(
     base, index = split_name(symbol)
     if index is None:
         return blocks[symbol]
-    if base not in sequences:
-        return base
-    return f"{base}[{_slot(base, index)}]"
+    code = CODE_BASE.get(base, base)
+    if code not in sequences:
+        return code
+    return f"{code}[{_slot(base, index)}]"
 
 
 def stacked_code_name(symbol: MatrixSymbol, blocks: dict[MatrixSymbol, str], steps: int) -> str:
@@ -127,9 +151,10 @@ def stacked_code_name(symbol: MatrixSymbol, blocks: dict[MatrixSymbol, str], ste
         return blocks[symbol]
     start = int(_slot(base, index).subs(t, 1))
     past_end = start - (1 if base in STATE_BASES else 0)
+    code = CODE_BASE.get(base, base)
     if start == 0 and past_end == 0:
-        return base
-    return f"{base}[{start or ''}:{past_end or ''}]"
+        return code
+    return f"{code}[{start or ''}:{past_end or ''}]"
 
 
 NameFunction = Callable[[MatrixSymbol], str]
