@@ -97,8 +97,9 @@ class _Builder:
         unrolled = self.unrolled = BatchedTorchPrinter(
             lambda s: unrolled_code_name(s, self.blocks), is_parameter
         )
-        forward_sequences = {"x", *self.states, *self.saved}
-        backward_sequences = {"x", "g", *self.states, *self.saved, *self.adjoint_sequences}
+        masks = {"mask"} if program.constants else set()
+        forward_sequences = {"x", *masks, *self.states, *self.saved}
+        backward_sequences = {"x", "g", *masks, *self.states, *self.saved, *self.adjoint_sequences}
         self.loop_forward_printer = BatchedTorchPrinter(
             lambda s: loop_code_name(s, self.blocks, forward_sequences), is_parameter
         )
@@ -300,4 +301,10 @@ def template_context(derivation: Derivation, name: str, marker: str) -> dict:
         "states": cells[0]["states"],
         "layers": layers,
         "parameters": [p for layer in layers for p in layer["parameters"]],
+        "cell_keys": [p.torch_name for p in derivation.parameters],
+        "backward_positions": [
+            i
+            for i, p in enumerate(derivation.parameters)
+            if p.argument in cells[0]["backward_params"]
+        ],
     }

@@ -13,6 +13,7 @@ which shows as errors of order 1).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING
@@ -78,7 +79,8 @@ def _relative_error(actual, expected) -> float:
 
 
 def _flatten(value) -> list:
-    if isinstance(value, tuple):
+    """Outputs as a flat list; a PackedSequence (itself a tuple) stays whole."""
+    if isinstance(value, tuple) and not hasattr(value, "batch_sizes"):
         return [item for part in value for item in _flatten(part)]
     return [value]
 
@@ -92,7 +94,15 @@ def torch_reference(spec, device: str, dtype):
         options["nonlinearity"] = spec.nonlinearity
     if spec.proj_size:
         options["proj_size"] = spec.proj_size
-    return getattr(torch.nn, spec.torch_class)(spec.input_size, spec.hidden_size, **options)
+    if not spec.is_cell:
+        options |= {
+            "num_layers": spec.num_layers,
+            "bidirectional": spec.bidirectional,
+            "dropout": spec.dropout,
+        }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's note that dropout needs num_layers > 1
+        return getattr(torch.nn, spec.torch_class)(spec.input_size, spec.hidden_size, **options)
 
 
 def compare(
@@ -106,6 +116,7 @@ def compare(
     batch_first: bool = False,
     given_state: bool = True,
     scale: float = 1.0,
+    lengths: list[int] | None = None,
 ) -> Report:
     """Run the generated module and torch's with the same weights and compare everything.
 
@@ -114,6 +125,8 @@ def compare(
         batch_first: layers only: input is (N, L, I).
         given_state: pass a random initial state (else both default to zeros).
         scale: multiplies torch's initial weights (larger weights make relu units switch).
+        lengths: feed a PackedSequence of these lengths (batch = len(lengths)); both modules
+            run in eval mode, so dropout is off.
     """
     import torch
 
@@ -135,6 +148,10 @@ def compare(
     generated.load_state_dict(reference.state_dict())
     if not spec.is_cell:
         reference.batch_first = batch_first
+    generated.eval()
+    reference.eval()
+    if lengths is not None:
+        batch, batch_first = len(lengths), False
     rows = () if batch is None else (batch,)
     if spec.is_cell:
         x = randn(*rows, spec.input_size)
@@ -142,7 +159,7 @@ def compare(
     else:
         steps = (spec.steps, *rows) if not batch_first or batch is None else (*rows, spec.steps)
         x = randn(*steps, spec.input_size)
-        states = [randn(1, *rows, spec.output_size)]
+        states = [randn(spec.num_layers * spec.directions, *rows, spec.output_size)]
     if spec.family == "lstm":
         states.append(randn(*states[0].shape[:-1], spec.hidden_size))
 
@@ -150,7 +167,14 @@ def compare(
     for layer in (generated, reference):
         leaves = [x.clone().requires_grad_()] + [s.clone().requires_grad_() for s in states]
         hx = tuple(leaves[1:]) if spec.family == "lstm" else leaves[1]
-        outputs = _flatten(layer(leaves[0], hx) if given_state else layer(leaves[0]))
+        sequence = leaves[0]
+        if lengths is not None:
+            sequence = torch.nn.utils.rnn.pack_padded_sequence(
+                sequence, torch.tensor(lengths), enforce_sorted=False
+            )
+        outputs = _flatten(layer(sequence, hx) if given_state else layer(sequence))
+        if lengths is not None:
+            outputs[0] = outputs[0].data
         if cotangents is None:
             cotangents = [randn(*o.shape) for o in outputs]
         wrt = leaves if given_state else leaves[:1]

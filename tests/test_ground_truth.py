@@ -271,7 +271,7 @@ def test_gru_loss_is_the_unrolled_forward_pass():
     _assert_equal_at_random_points(derivation, scalar.unrolled_loss(derivation, symbols), expected)
 
 
-# --- the forward equations against torch ----------------------------------------------------
+# --- the forward equations against torch --------------------------------------------------
 
 
 def _torch_module(spec):
@@ -329,7 +329,10 @@ def test_ground_truth_equals_torch_autograd(name):
         "c": torch.randn(hidden, dtype=torch.float64, requires_grad=True),
     }
     g = torch.randn(steps, out, dtype=torch.float64)
-    final_g = {"h": torch.randn(out, dtype=torch.float64), "c": torch.randn(hidden).double()}
+    final_g = {
+        "h": torch.randn(out, dtype=torch.float64),
+        "c": torch.randn(hidden, dtype=torch.float64),
+    }
     h0, c0 = initial["h"], initial["c"]
     if spec.is_cell:
         result = module(x[0], (h0, c0) if lstm else h0)
@@ -362,7 +365,7 @@ def test_ground_truth_equals_torch_autograd(name):
         assert got == pytest.approx(want, rel=1e-9, abs=1e-12), gradient.label
 
 
-# --- the comparison catches wrong derivations ----------------------------------------------
+# --- the comparison catches wrong derivations ---------------------------------------------
 
 
 def _mutated(derivation, mutate):
@@ -403,7 +406,9 @@ def _without_carry(target, value):
 def _dtanh_of_c(target, value):
     """LSTM: ``1 − c_t ⊙ c_t`` where the output needs ``1 − tanh(c_t) ⊙ tanh(c_t)``."""
     return value.replace(
-        lambda e: isinstance(e, Elementwise) and e.name == "dtanh" and e.arg.name == "tanh",
+        lambda e: (
+            isinstance(e, Elementwise) and e.name == "dtanh" and isinstance(e.arg, Elementwise)
+        ),
         lambda e: Elementwise("dtanh", e.arg.arg),
     )
 
@@ -420,18 +425,17 @@ def _z_for_one_minus_z(target, value):
 
 
 def _wrong_derivation(mistake):
-    """The derivation a mistake is injected into, and the mutated copy."""
+    """The spec (a key of :data:`GATED`) a mistake is injected into, and the mutated copy."""
+    name = "lstm-T2_I1_H2" if mistake.startswith("lstm") else "gru-T2_I1_H2"
+    derivation = _derivation(*_args(GATED[name]))
     if mistake.startswith("lstm"):
-        derivation = _derivation(*_args(GATED["lstm-T2_I1_H2"]))
-        mutate = _without_carry if "carry" in mistake else _dtanh_of_c
-        return derivation, _mutated(derivation, mutate)
-    derivation = _derivation(*_args(GATED["gru-T2_I1_H2"]))
+        return name, _mutated(derivation, _without_carry if "carry" in mistake else _dtanh_of_c)
     if "b_hn" in mistake:
         # b_hn added after the reset gate: ∂L/∂b_hn = δ^n_t instead of δ^{hn}_t = δ^n_t ⊙ r_t
         to_delta_n = {var("delta_hn", k, 2): var("delta_n", k, 2) for k in (1, 2)}
         b_hn = MatrixSymbol("b_hn", 2, 1)
-        return derivation, _mutated_gradient(derivation, b_hn, lambda v: v.xreplace(to_delta_n))
-    return derivation, _mutated(derivation, _z_for_one_minus_z)
+        return name, _mutated_gradient(derivation, b_hn, lambda v: v.xreplace(to_delta_n))
+    return name, _mutated(derivation, _z_for_one_minus_z)
 
 
 MISTAKES = [
@@ -444,10 +448,12 @@ MISTAKES = [
 
 @pytest.mark.parametrize("mistake", MISTAKES)
 def test_comparison_catches_a_wrong_gated_backward_program(mistake):
-    """One wrong rule injected into an LSTM's or GRU's backward program (T = 2, I = 1, H = 2)
-    is caught at random points; the unmutated program passes at the same points."""
-    derivation, wrong = _wrong_derivation(mistake)
-    brute = _brute(*_args(GATED[f"{mistake[: mistake.index(':')]}-T2_I1_H2"]))
+    """One wrong rule injected into an LSTM's or GRU's backward program or gradient terms
+    (T = 2, I = 1, H = 2) is caught at random points; the unmutated program passes at the same
+    points."""
+    name, wrong = _wrong_derivation(mistake)
+    derivation, brute = _derivation(*_args(GATED[name])), _brute(*_args(GATED[name]))
+    assert (wrong.backward, wrong.gradients) != (derivation.backward, derivation.gradients)
     program, mutated = scalar.program_gradients(derivation), scalar.program_gradients(wrong)
     errors = []
     for seed in SEEDS[:2]:
@@ -483,7 +489,7 @@ def test_comparison_catches_a_wrong_backward_program(mistake):
     assert max(errors) > 1e-6
 
 
-# --- a symbolic proof for one size ---------------------------------------------------------
+# --- symbolic proofs for a few sizes ------------------------------------------------------
 
 
 def _assert_symbolic_identity(program, brute):
@@ -541,11 +547,11 @@ def test_symbolic_comparison_is_not_vacuous():
 
 
 def test_gated_symbolic_comparison_is_not_vacuous():
-    """The GRU proof fails with ``b_hn`` outside the reset gate."""
-    spec = dict(cell="gru", steps=2, input_size=1, hidden_size=1)
+    """The same proof (one GRU step) fails with ``b_hn`` outside the reset gate."""
+    spec = dict(cell="gru", steps=1, input_size=1, hidden_size=1)
     derivation = _derivation(*_args(spec))
     b_hn = MatrixSymbol("b_hn", 1, 1)
-    to_delta_n = {var("delta_hn", k, 1): var("delta_n", k, 1) for k in (1, 2)}
+    to_delta_n = {var("delta_hn", 1, 1): var("delta_n", 1, 1)}
     wrong = scalar.program_gradients(
         _mutated_gradient(derivation, b_hn, lambda value: value.xreplace(to_delta_n))
     )
@@ -553,7 +559,7 @@ def test_gated_symbolic_comparison_is_not_vacuous():
     assert sp.expand(wrong[label][0] - _brute(*_args(spec))[label][0]) != 0
 
 
-# --- the unrolled chains -------------------------------------------------------------------
+# --- the unrolled chains ------------------------------------------------------------------
 
 
 def _chain_value(chain, env, diagonals):
@@ -632,7 +638,7 @@ def test_unrolled_chains_equal_brute_force(sizes, nonlinearity, bias, only_final
     assert some_nonzero
 
 
-# --- the founding case ---------------------------------------------------------------------
+# --- the founding case --------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")

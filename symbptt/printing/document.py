@@ -313,8 +313,7 @@ def _parameter_rows(derivation: Derivation, code: Callable[[str], str]) -> list[
         for block in parameter.blocks:
             gate = GATES[derivation.spec.family][block.name.split("_", 1)[1][1:]]
             stop = start + block.shape[0]
-            where = code(f"{parameter.torch_name}[{start}:{stop}]")
-            meaning = f"{parameter.description} of the {gate}, {where}"
+            meaning = f"{gate}: rows {code(f'{start}:{stop}')} of {code(parameter.torch_name)}"
             rows.append(ShapeRow(latex(block), letters, _size(block), meaning))
             start = stop
     return rows
@@ -437,7 +436,7 @@ def _gradient_groups(derivation: Derivation, code: Callable[[str], str]) -> list
         stacked = f"[{blocks}]" if len(parameter.blocks) > 1 else blocks
         mine = [g for g in rest if g.of in parameter.blocks]
         rest = [g for g in rest if g not in mine]
-        heading = f"{code(parameter.torch_name)} ${{}} = {stacked}$"
+        heading = f"{code(parameter.torch_name)} $= {stacked}$"
         groups.append(EquationGroup(heading, [equations[g.label] for g in mine]))
     states = "states" if len(derivation.step.states) > 1 else "state"
     heading = f"The input and the initial {states}"
@@ -503,6 +502,7 @@ def _context(derivation: Derivation, code: Callable[[str], str]) -> dict:
         "boundaries": Equation(_assignments(boundary) if len(boundary) > 1 else ""),
         "backward": [Equation(_assignments(step), step[0].label) for step in derivation.backward],
         "gradient_groups": _gradient_groups(derivation, code),
+        "stacked": any(len(p.blocks) > 1 for p in derivation.parameters),
         "unrolled": unrolled,
         "sums": None if cell or spec.family == "rnn" else _sums(derivation),
         "max_steps": MAX_STEPS,
