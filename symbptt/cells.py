@@ -52,10 +52,12 @@ class _Blocks:
         n = len(gates) * n_h
         self.w_i, self.w_h = blocks("W", "i", n_in), blocks("W", "h", n_out)
         self.parameters = [
-            Parameter(f"weight_ih{suffix}", "weight_ih", (n, n_in), "input-hidden weights",
-                      self.w_i),
-            Parameter(f"weight_hh{suffix}", "weight_hh", (n, n_out), "hidden-hidden weights",
-                      self.w_h),
+            Parameter(
+                f"weight_ih{suffix}", "weight_ih", (n, n_in), "input-hidden weights", self.w_i
+            ),
+            Parameter(
+                f"weight_hh{suffix}", "weight_hh", (n, n_out), "hidden-hidden weights", self.w_h
+            ),
         ]
         self.b_i = self.b_h = (None,) * len(gates)
         if spec.bias:

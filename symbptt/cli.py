@@ -10,6 +10,7 @@ import argparse
 import shutil
 import sys
 import textwrap
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -38,6 +39,14 @@ def _spec_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--proj-size", type=int, default=0, help="proj_size P (lstm only)")
     group.add_argument("--nonlinearity", default="tanh", help="tanh (default) or relu (rnn)")
     group.add_argument("--no-bias", dest="bias", action="store_false", help="bias=False")
+    group.add_argument("--num-layers", type=int, default=1, help="stacked layers (default 1)")
+    group.add_argument("--bidirectional", action="store_true", help="two directions per layer")
+    group.add_argument(
+        "--dropout", type=float, default=0.0, help="dropout between layers, in [0, 1) (default 0)"
+    )
+    group.add_argument(
+        "--packed", action="store_true", help="accept PackedSequence input (variable lengths)"
+    )
     form = group.add_mutually_exclusive_group()
     form.add_argument(
         "--loop",
@@ -63,6 +72,10 @@ def _derivation(args: argparse.Namespace):
         loop=args.loop,
         cell=args.cell,
         proj_size=args.proj_size,
+        num_layers=args.num_layers,
+        bidirectional=args.bidirectional,
+        dropout=args.dropout,
+        packed=args.packed,
     )
 
 
@@ -191,8 +204,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"symbptt: warning: {message}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
+    warnings.showwarning = _show_warning
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)

@@ -51,8 +51,16 @@ def format_source(source: str, name: str) -> str:
     """``ruff format`` the generated source (line length 100, no user configuration)."""
     from ruff.__main__ import find_ruff_bin
 
-    command = [find_ruff_bin(), "format", "--isolated", "--line-length", "100",
-               "--stdin-filename", f"{name}.py", "-"]
+    command = [
+        find_ruff_bin(),
+        "format",
+        "--isolated",
+        "--line-length",
+        "100",
+        "--stdin-filename",
+        f"{name}.py",
+        "-",
+    ]
     result = subprocess.run(command, input=source, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         first = (result.stderr.strip().splitlines() or ["no message"])[0]

@@ -12,7 +12,7 @@ from pathlib import Path
 from types import ModuleType
 
 import sympy as sp
-from sympy import MatAdd, MatrixSymbol
+from sympy import MatrixSymbol
 
 from .adjoint import StepAdjoint, carry_symbol, step_adjoint
 from .cells import step_program
@@ -134,7 +134,9 @@ class Derivation:
             label = f"G{len(result) + 1}"
             first = at_step(carry, 1)
             result.append(
-                Gradient(label, at_step(state.previous, 1), f"{state.name}_0", carry, (first,), False)
+                Gradient(
+                    label, at_step(state.previous, 1), f"{state.name}_0", carry, (first,), False
+                )
             )
         return tuple(result)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import sympy as sp
 from sympy import MatMul, MatrixSymbol
 
 from .printing.names import (
@@ -134,8 +133,9 @@ class _Builder:
     # --- unrolled form -----------------------------------------------------------------
 
     def _line(self, printer, assignment, label) -> Line:
-        return Line(f"{printer.doprint(assignment.target)} = {printer.doprint(assignment.value)}",
-                    label)
+        return Line(
+            f"{printer.doprint(assignment.target)} = {printer.doprint(assignment.value)}", label
+        )
 
     def unrolled_forward(self) -> list[Line]:
         return [self._line(self.unrolled, a, a.label) for step in self.d.forward for a in step]
@@ -227,7 +227,15 @@ def cell_context(derivation: Derivation, suffix: str) -> dict:
         "spec": spec,
         "states": states,
         "forward_args": ["x", *initials, *masks, *forward_params],
-        "backward_args": ["x", *initials, *masks, "saved", *backward_params, "grad_output", *finals],
+        "backward_args": [
+            "x",
+            *initials,
+            *masks,
+            "saved",
+            *backward_params,
+            "grad_output",
+            *finals,
+        ],
         "backward_params": backward_params,
         "finals": finals,
         "sequence_inputs": ["x", *masks],

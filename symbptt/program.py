@@ -13,10 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import sympy as sp
-from sympy import MatAdd, MatMul, MatrixSymbol
-
-from .matexpr import Elementwise
-from .spec import Spec
+from sympy import MatrixSymbol
 
 t = sp.Symbol("t", integer=True, positive=True)
 """The symbolic step index of generic (per-step) equations."""

@@ -7,9 +7,9 @@ projection, GRU, and the single-step cells):
 
 * every leaf matrix becomes an explicit SymPy matrix of real scalar symbols: each parameter
   BLOCK (``W_ih_0_1``; an LSTM's ``W_ii_0_1``, ``W_if_0_1``, …; a bias block ``b_ii_1``), each
-  input ``x_t`` (``x_2_0``), each initial state (``h_0_1``, and ``c_0_1`` for an LSTM), each
-  output cotangent ``g_t`` (``g_1_0``) and each final-state cotangent (``g_n_0`` = ∂L/∂h_n,
-  ``gc_n_0`` = ∂L/∂c_n);
+  input ``x_t`` (``x_2_0``) and mask ``m_t`` of a packed spec (``m_2_0``, a constant), each
+  initial state (``h_0_1``, and ``c_0_1`` for an LSTM), each output cotangent ``g_t``
+  (``g_1_0``) and each final-state cotangent (``g_n_0`` = ∂L/∂h_n, ``gc_n_0`` = ∂L/∂c_n);
 * the forward program is evaluated at element level, which gives every state as an explicit
   matrix of nested scalar expressions, and from them the scalar loss
   ``L = Σ_t g_t·h_t + Σ_states final·state_T`` (``g_n·h_T``, plus ``gc_n·c_T`` for an LSTM);
@@ -104,7 +104,9 @@ def _cotangents(derivation: Derivation) -> list[MatrixSymbol]:
 
 
 def _inputs(derivation: Derivation) -> list[MatrixSymbol]:
-    return [at_step(x, k) for x in derivation.step.inputs for k in _steps(derivation)]
+    """Every per-step input ``x[t]`` and constant (the masks ``m[t]`` of a packed spec)."""
+    step = derivation.step
+    return [at_step(x, k) for x in (*step.inputs, *step.constants) for k in _steps(derivation)]
 
 
 def _states(derivation: Derivation) -> tuple[State, ...]:
@@ -116,9 +118,10 @@ def scalar_symbols(derivation: Derivation) -> Values:
 
     Leaves: every parameter block (``W_ih`` -> ``W_ih_0_0, W_ih_0_1, …``; a bias block ``b_ih``
     -> ``b_ih_0, …``; an LSTM's ``W_ii``, ``W_if``, …), every input ``x[t]`` (``x_2_0`` is row 0
-    of ``x_2``), every initial state ``h[0]`` (``h_0_1``) and ``c[0]`` (``c_0_1``), every output
-    cotangent ``g[t]`` and every final-state cotangent ``g[n]`` (``g_n_0``), ``gc[n]``
-    (``gc_n_0``).
+    of ``x_2``), every per-step constant (a packed spec's masks ``m[t]``: ``m_2_0``), every
+    initial state ``h[0]`` (``h_0_1``) and ``c[0]`` (``c_0_1``), every output cotangent ``g[t]``
+    and every final-state cotangent ``g[n]`` (``g_n_0``), ``gc[n]`` (``gc_n_0``). Constants get
+    no gradient, so the brute force does not differentiate with respect to them.
     """
     values: Values = {}
     for parameter in derivation.parameters:

@@ -197,9 +197,11 @@ def compare(
             )
         checks.append(Check(name, _relative_error(ours, theirs), tolerance))
     where = "cuDNN" if device == "cuda" else "CPU"
+    mode = ", eval mode (dropout off)" if spec.dropout else ""
+    packed = f", packed lengths {lengths}" if lengths is not None else ""
     description = (
         f"generated module vs torch.nn.{spec.torch_class} ({where}), same weights, {dtype}, "
-        f"batch {batch}, random cotangents, seed {seed}"
+        f"batch {batch}{packed}, random cotangents, seed {seed}{mode}"
     )
     return Report(description, tuple(checks))
 

@@ -56,14 +56,16 @@ GATED = {
 
 
 @cache
-def _derivation(steps, inputs, hidden, nonlinearity="tanh", bias=True, cell="rnn", proj_size=0):
-    return symbptt.derive(steps, inputs, hidden, nonlinearity, bias, cell=cell, proj_size=proj_size)
+def _derivation(*args):
+    """``symbptt.derive(steps, inputs, hidden, nonlinearity, bias, cell, proj_size, packed)``,
+    trailing arguments optional."""
+    names = ("steps", "input_size", "hidden_size", "nonlinearity", "bias", "cell", "proj_size")
+    return symbptt.derive(**dict(zip((*names, "packed"), args, strict=False)))
 
 
 @cache
-def _brute(steps, inputs, hidden, nonlinearity="tanh", bias=True, cell="rnn", proj_size=0):
-    derivation = _derivation(steps, inputs, hidden, nonlinearity, bias, cell, proj_size)
-    return scalar.brute_force_gradients(derivation)
+def _brute(*args):
+    return scalar.brute_force_gradients(_derivation(*args))
 
 
 def _args(spec: dict) -> tuple:
@@ -76,6 +78,7 @@ def _args(spec: dict) -> tuple:
         spec.get("bias", True),
         spec["cell"],
         spec.get("proj_size", 0),
+        spec.get("packed", False),
     )
 
 
@@ -144,6 +147,38 @@ def test_gated_and_cell_program_equals_brute_force_at_random_points(spec):
         assert nonzero == set(expected), f"vanished everywhere: {set(expected) - nonzero}"
     else:
         assert nonzero
+
+
+PACKED = {
+    "rnn-T3_I1_H2-packed": dict(cell="rnn", steps=3, input_size=1, hidden_size=2, packed=True),
+    "lstm-T2_I1_H1-packed": dict(cell="lstm", steps=2, input_size=1, hidden_size=1, packed=True),
+}
+
+
+@pytest.mark.parametrize("spec", list(PACKED.values()), ids=list(PACKED))
+def test_packed_program_equals_brute_force(spec):
+    """Variable lengths: each state is ``m_t ⊙ ŝ_t + (1 − m_t) ⊙ s_{t-1}`` with constant masks
+    (``m``, and ``mc`` for an LSTM's c), leaves of the scalar view without a gradient. At random
+    points (any mask values) and with the masks of a sequence that ends one step early."""
+    derivation = _derivation(*_args(spec))
+    expected = _brute(*_args(spec))
+    program = scalar.program_gradients(derivation)
+    symbols = scalar.scalar_symbols(derivation)
+    last = derivation.spec.steps
+    masks = {at_step(mask, k): int(k < last) for mask in derivation.step.constants}
+    masks = {at_step(mask, k): int(k < last) for mask in derivation.step.constants for k in
+             range(1, last + 1)}
+    assert {g.of for g in derivation.gradients}.isdisjoint(masks)
+    for seed in SEEDS[:2]:
+        point = scalar.random_point(derivation, seed)
+        ended = point | {s: value for mask, value in masks.items() for s in symbols[mask]}
+        for values in (point, ended):
+            truth = scalar.evaluate(expected, values, digits=50)
+            _assert_match(scalar.evaluate(program, values, digits=50), truth)
+            assert _is_nonzero(truth)
+    # a state that stays put: with m_T = 0, h_T = h_{T-1}, so ∂L/∂x_T is 0
+    input_label = next(g.label for g in derivation.gradients if g.torch_name == "input")
+    assert all(v == 0 for v in scalar.evaluate(expected, ended)[input_label].row(last - 1))
 
 
 def test_gradient_shapes_follow_the_parameters():

@@ -226,7 +226,6 @@ _MEANINGS = {
     "h": "hidden state after step $t$, the output at step $t$; $h_0$ is the initial state",
     "z": "pre-activation at step $t$",
     "c": "cell state after step $t$; $c_0$ is the initial cell state",
-    "m": r"$o_t \odot \tanh(c_t)$, the hidden state before the projection",
     "g": r"$\partial L / \partial \mathrm{output}_t$, the cotangent of output $t$",
     "g[n]": r"$\partial L / \partial h_n$, the cotangent of the final state $h_n = h_T$",
     "gc[n]": r"$\partial L / \partial c_n$, the cotangent of the final cell state $c_n = c_T$",
@@ -240,7 +239,7 @@ GATES = {
     "lstm": {
         "i": "input gate $i_t$",
         "f": "forget gate $f_t$",
-        "g": r"candidate $\tilde{c}_t$ (torch's gate $g$)",
+        "g": r"candidate $\tilde{c}_t$ (gate $g$)",
         "o": "output gate $o_t$",
     },
     "gru": {"r": "reset gate $r_t$", "z": "update gate $z_t$", "n": "new gate $n_t$"},
@@ -254,10 +253,25 @@ _GATE_OUTPUTS = {
 """Variables that are a gate's output, and their gate."""
 
 
+def _projected(derivation: Derivation) -> set[MatrixSymbol]:
+    """What the LSTM's projection ``W_hr`` multiplies (``q_t``), if it has one."""
+    w_hr = {b for p in derivation.parameters if p.argument == "weight_hr" for b in p.blocks}
+    return {
+        arg
+        for a in derivation.step.assignments
+        if isinstance(a.value, MatMul) and w_hr & set(a.value.args)
+        for arg in a.value.args
+        if arg not in w_hr
+    }
+
+
 def _meaning(symbol: MatrixSymbol, derivation: Derivation) -> str:
+    """What a variable of the step stands for, as text with $math$."""
     family = derivation.spec.family
     if symbol.name in _MEANINGS:
         return _MEANINGS[symbol.name]
+    if symbol in derivation.step.constants:
+        return "mask: 1 at step $t$ while the sample's sequence lasts, else 0"
     base, _ = split_name(symbol)
     gates = GATES.get(family, {})
     if base in _GATE_OUTPUTS.get(family, {}):
@@ -266,16 +280,24 @@ def _meaning(symbol: MatrixSymbol, derivation: Derivation) -> str:
     head, _, gate = base.partition("_")
     if head == "a" and gate in gates:
         return f"pre-activation of the {gates[gate]}"
-    if head == "a":  # the GRU's W_hn h_{t-1} + b_hn, kept apart because r_t scales it
-        value = next(a.value for a in derivation.step.assignments if a.target == symbol)
-        return f"${latex(value)}$, which $r_t$ scales inside $a^{{n}}_t$"
     if head == "delta" and gate:
-        return rf"$\partial L / \partial a^{{{gate}}}_t$"
+        return rf"$\partial L / \partial {latex(var(f'a_{gate}', t, *symbol.shape))}$"
     if base in _MEANINGS:
         return _MEANINGS[base]
     if base.endswith("bar"):
-        return rf"$\partial L / \partial {base.removesuffix('bar')}_t$"
-    return ""
+        primal = var(base.removesuffix("bar"), t, *symbol.shape)
+        return rf"$\partial L / \partial {latex(primal)}$"
+    if base.endswith("_new"):
+        return f"the cell's update of ${base.removesuffix('_new')}_t$, kept where the mask is 1"
+    definition = next((a.value for a in derivation.step.assignments if a.target == symbol), None)
+    if definition is None:
+        return ""
+    meaning = f"${latex(definition)}$"
+    if symbol in _projected(derivation):
+        meaning += ", the hidden state before the projection"
+    elif head == "a" and family == "gru":  # W_hn h_{t-1} + b_hn, kept apart: r_t scales it
+        meaning += ", which $r_t$ scales inside $a^{n}_t$"
+    return meaning
 
 
 def _letters(symbol: MatrixSymbol, derivation: Derivation) -> tuple[str, str]:
@@ -285,8 +307,8 @@ def _letters(symbol: MatrixSymbol, derivation: Derivation) -> tuple[str, str]:
         return "H", "H"
     if base in {split_name(x)[0] for x in derivation.step.inputs}:
         return "I", "1"
-    output = derivation.spec.proj_size and base in ("h", "g", "hbar")
-    return ("P" if output else "H"), "1"
+    projected = derivation.spec.proj_size and symbol.shape[0] == derivation.spec.proj_size
+    return ("P" if projected else "H"), "1"
 
 
 def _parameter_letters(parameter: Parameter, derivation: Derivation) -> tuple[str, str]:
@@ -324,6 +346,7 @@ def _shapes(derivation: Derivation, code: Callable[[str], str], show_d: bool) ->
     step = derivation.step
     symbols = [
         *step.inputs,
+        *step.constants,
         *(a.target for a in step.assignments),
         derivation.adjoint.cotangent,
         *(state.final for state in step.states),

@@ -11,20 +11,14 @@ from sympy import HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Tran
 from sympy.printing.latex import LatexPrinter as _SympyLatexPrinter
 
 from ..matexpr import Elementwise
-from ..program import split_name
 from ..unrolled import Chain
-from .names import LATEX_BASE, index_text, latex_name
+from .names import latex_name
 
 
 class LatexPrinter(_SympyLatexPrinter):
     """SymPy's ``LatexPrinter`` with the derivation's names and matrix notation."""
 
     def _print_MatrixSymbol(self, expr: MatrixSymbol) -> str:
-        base, index = split_name(expr)
-        stem = base.removesuffix("bar")
-        if index is not None and stem != base and stem and base not in LATEX_BASE:
-            # the adjoint of any other variable: ``mbar[t]`` (∂L/∂m_t) -> \bar{m}_{t}
-            return rf"\bar{{{stem}}}_{{{index_text(index)}}}"
         return latex_name(expr)
 
     def _operand(self, expr: sp.Basic) -> str:
