@@ -165,9 +165,8 @@ def test_packed_program_equals_brute_force(spec):
     program = scalar.program_gradients(derivation)
     symbols = scalar.scalar_symbols(derivation)
     last = derivation.spec.steps
-    masks = {at_step(mask, k): int(k < last) for mask in derivation.step.constants}
-    masks = {at_step(mask, k): int(k < last) for mask in derivation.step.constants for k in
-             range(1, last + 1)}
+    steps = range(1, last + 1)
+    masks = {at_step(m, k): int(k < last) for m in derivation.step.constants for k in steps}
     assert {g.of for g in derivation.gradients}.isdisjoint(masks)
     for seed in SEEDS[:2]:
         point = scalar.random_point(derivation, seed)
