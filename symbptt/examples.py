@@ -23,6 +23,16 @@ EXAMPLES: tuple[Spec, ...] = (
     Spec(cell="gru", steps=3, input_size=2, hidden_size=3),
     Spec(cell="lstm_cell", input_size=3, hidden_size=4),
     Spec(cell="gru_cell", input_size=3, hidden_size=4),
+    Spec(
+        cell="lstm",
+        steps=7,
+        input_size=3,
+        hidden_size=4,
+        num_layers=2,
+        bidirectional=True,
+        dropout=0.25,
+        packed=True,
+    ),
 )
 """Specs of the committed examples, the founding case first."""
 

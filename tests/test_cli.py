@@ -88,6 +88,13 @@ def test_derive_other_cells(tmp_path, capsys, cell):
     assert len(list(tmp_path.glob("*.py"))) == 1
 
 
+def test_dropout_with_one_layer_warns_in_one_line(tmp_path):
+    result = run_cli("derive", "--dropout", "0.5", "--no-verify", cwd=tmp_path)
+    assert result.returncode == 0
+    assert result.stderr.startswith("symbptt: warning: dropout acts between layers")
+    assert result.stderr.count("\n") == 1
+
+
 def test_verify_command(capsys):
     assert main(["verify", "--steps", "4", "--input-size", "2", "--hidden-size", "3"]) == 0
     out = capsys.readouterr().out
@@ -118,6 +125,11 @@ BAD = [
     (["derive", "--cell", "lstm", "--proj-size", "-1"], "non-negative integer"),
     (["derive", "--cell", "lstm_cell", "--steps", "3"], "is a single step"),
     (["derive", "--cell", "gru", "--nonlinearity", "relu"], "for rnn and rnn_cell only"),
+    (["derive", "--dropout", "1.5"], "dropout must be in [0, 1)"),
+    (["derive", "--dropout", "-0.1"], "dropout must be in [0, 1)"),
+    (["derive", "--num-layers", "0"], "num_layers must be a positive integer"),
+    (["derive", "--cell", "lstm_cell", "--num-layers", "2"], "takes no num_layers"),
+    (["derive", "--cell", "gru_cell", "--packed"], "takes no packed"),
     (["frobnicate"], "invalid choice"),
 ]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import derivation
-from sympy import HadamardProduct, MatAdd, MatMul, MatrixSymbol, Transpose
+from sympy import HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
 
 from symbptt.errors import CodegenError
 from symbptt.fileio import GENERATED_MARKER
@@ -25,6 +25,16 @@ SPECS = {
     "relu-nobias": dict(steps=3, input_size=3, hidden_size=4, nonlinearity="relu", bias=False),
     "t8": dict(steps=8, input_size=2, hidden_size=3),
     "t20-loop": dict(steps=20, loop=True),
+    "lstm": dict(cell="lstm", steps=3, input_size=2, hidden_size=3),
+    "lstm-proj": dict(cell="lstm", steps=3, input_size=2, hidden_size=3, proj_size=2),
+    "lstm-proj-t8": dict(cell="lstm", steps=8, input_size=4, hidden_size=4, proj_size=3),
+    "lstm-t20-loop": dict(cell="lstm", steps=20, input_size=2, hidden_size=3, loop=True),
+    "gru": dict(cell="gru", steps=3, input_size=2, hidden_size=3),
+    "gru-nobias": dict(cell="gru", steps=3, input_size=3, hidden_size=4, bias=False),
+    "gru-t8": dict(cell="gru", steps=8, input_size=4, hidden_size=4),
+    "rnn_cell": dict(cell="rnn_cell", input_size=2, hidden_size=3),
+    "lstm_cell": dict(cell="lstm_cell", input_size=2, hidden_size=3),
+    "gru_cell": dict(cell="gru_cell", input_size=3, hidden_size=4, bias=False),
 }
 OVERFULL_PT = 20.0
 
@@ -51,6 +61,15 @@ def _expected_tags(spec: dict) -> list[str]:
     )
 
 
+def _expected_unrolled_tags(spec: dict) -> list[str]:
+    """U tags: RNN chains for sums and h_0, per-step sums of LSTM/GRU; none for cells, long T."""
+    d = derivation(**spec)
+    if d.spec.is_cell or d.spec.steps > MAX_STEPS:
+        return []
+    chains = d.spec.family == "rnn"
+    return [f"U{g.label[1:]}" for g in d.gradients if g.summed or (chains and g.once)]
+
+
 @pytest.mark.parametrize("name", SPECS)
 def test_latex_document_compiles(name, tmp_path):
     pdflatex = _pdflatex()
@@ -68,7 +87,7 @@ def test_latex_document_compiles(name, tmp_path):
     assert result.returncode == 0, log[-3000:]
     pdf = tmp_path / "doc.pdf"
     assert pdf.is_file() and pdf.stat().st_size > 0
-    if spec["steps"] <= MAX_STEPS:
+    if derivation(**spec).spec.steps <= MAX_STEPS:
         overfull = [float(width) for width in _OVERFULL.findall(log)]
         assert all(width <= OVERFULL_PT for width in overfull), (
             f"overfull boxes {overfull} pt in\n" + "\n".join(_overfull_context(log))
@@ -85,15 +104,18 @@ def _overfull_context(log: str) -> list[str]:
 @pytest.mark.parametrize("name", SPECS)
 def test_latex_tags_unique_and_complete(name):
     spec = SPECS[name]
-    tex = derivation(**spec).to_latex()
+    d = derivation(**spec)
+    tex = d.to_latex()
     tags = _TAG.findall(tex)
     assert len(tags) == len(set(tags)), sorted(t for t in tags if tags.count(t) > 1)
     expected = _expected_tags(spec)
     assert set(expected) <= set(tags)
     assert [t for t in tags if t in expected] == expected  # F1..FT, BT..B1, G1.. in this order
-    assert "F$_t$" in tags and "B$_t$" in tags
+    # a cell is one step: its equations are shown once, at t = 1, without the generic step
+    generic = set() if d.spec.is_cell else {"F$_t$", "B$_t$"}
     unrolled = [t for t in tags if t.startswith("U")]
-    assert bool(unrolled) == (spec["steps"] <= MAX_STEPS)
+    assert unrolled == _expected_unrolled_tags(spec)
+    assert set(tags) == set(expected) | set(unrolled) | generic
     assert GENERATED_MARKER in tex[:2000]
     assert tex.lstrip().startswith("%")
 
@@ -122,6 +144,12 @@ def test_markdown_display_math_and_tags(name):
     md_tags = _TAG.findall(md)
     assert md_tags == tex_tags
     assert len(md_tags) == len(set(md_tags))
+    assert "\\texttt" not in md
+    table = [line for line in md.splitlines() if line.startswith("| $")]
+    assert table and all(line.count("|") == 5 for line in table), "a | inside a table cell"
+    for parameter in derivation(**spec).parameters:
+        if len(parameter.blocks) > 1:
+            assert f"### `{parameter.torch_name}` $= [" in md
 
 
 def test_common_mistake_only_from_three_steps():
@@ -139,8 +167,9 @@ def test_long_documents_say_where_chains_stop():
     assert "\\tag{U" not in tex
 
 
-def test_long_sums_are_broken():
-    tex = derivation(steps=8, input_size=2, hidden_size=3).to_latex()
+@pytest.mark.parametrize("name", ["t8", "lstm-proj-t8", "gru-t8"])
+def test_long_sums_are_broken(name):
+    tex = derivation(**SPECS[name]).to_latex()
     assert "\\begin{aligned}" in tex
     for body in re.findall(r"\\begin\{aligned\}(.*?)\\end\{aligned\}", tex, re.S):
         for row in body.split("\\\\"):
@@ -167,6 +196,112 @@ def test_printer_notation():
     )
     assert latex(Elementwise("tanh", a)) == r"\tanh\left(a_{t}\right)"
     assert latex(MatrixSymbol("g[n]", 2, 1)) == "g_{n}"
+
+
+def test_printer_signs_and_ones():
+    z, n = MatrixSymbol("z[t]", 2, 1), MatrixSymbol("n[t]", 2, 1)
+    one_minus_z = MatAdd(OneMatrix(2, 1), MatMul(-1, z))
+    assert latex(OneMatrix(2, 1)) == "1"
+    assert latex(MatMul(-1, z)) == "-z_{t}"
+    assert latex(one_minus_z) == "1 - z_{t}"
+    assert latex(HadamardProduct(one_minus_z, n)) == r"\left(1 - z_{t}\right) \odot n_{t}"
+    negative = MatMul(-1, HadamardProduct(z, n))
+    assert latex(negative) == r"-\left(z_{t} \odot n_{t}\right)"
+    assert latex(MatAdd(n, negative)) == r"n_{t} - \left(z_{t} \odot n_{t}\right)"
+    tex = derivation(**SPECS["gru"]).to_latex()
+    assert r"h_{t} &= \left(1 - z_{t}\right) \odot n_{t} + z_{t} \odot h_{t-1}" in tex
+    assert "+ -" not in tex and "OneMatrix" not in tex and "-1 " not in tex
+
+
+@pytest.mark.parametrize("name", ["lstm", "lstm-proj", "gru-nobias", "lstm_cell", "gru_cell"])
+def test_table_lists_every_symbol(name):
+    d = derivation(**SPECS[name])
+    tex = d.to_latex()
+    table = tex[tex.index("meaning \\\\") : tex.index("\\section{Forward equations}")]
+    rows = {line.split(" & ")[0]: line for line in table.splitlines() if line.startswith("$")}
+    symbols = [
+        *d.step.blocks,
+        *d.step.inputs,
+        *(a.target for a in d.step.assignments),
+        d.adjoint.cotangent,
+        *(s.final for s in d.step.states),
+        *(a.target for a in d.backward_step),
+    ]
+    for symbol in symbols:
+        row = rows.get(f"${latex(symbol)}$")
+        assert row is not None, f"{symbol} is not in the table"
+        meaning = row.split(" & ")[3]
+        assert meaning.replace("\\\\", "").strip(), f"{symbol} has no meaning"
+    assert len(rows) == len(symbols)
+
+
+def test_stacked_blocks_name_their_rows():
+    tex = derivation(**SPECS["lstm-proj"]).to_latex()
+    h = 3
+    for k, gate in enumerate("ifgo"):
+        rows = f"{k * h}:{(k + 1) * h}"
+        assert (
+            f"$W_{{\\mathrm{{i{gate}}}}}$ & $H \\times I$ & $3 \\times 2$ & " in tex
+            and f"rows \\texttt{{{rows}}} of \\texttt{{weight\\_ih\\_l0}}" in tex
+        )
+    assert "$W_{\\mathrm{hi}}$ & $H \\times P$ & $3 \\times 2$" in tex
+    assert "$W_{\\mathrm{hr}}$ & $P \\times H$ & $2 \\times 3$" in tex
+    assert "$h_{t}$ & $P \\times 1$ & $2 \\times 1$" in tex
+    heading = (
+        "\\subsection*{\\texttt{weight\\_hh\\_l0} $= [W_{\\mathrm{hi}}; W_{\\mathrm{hf}}; "
+        "W_{\\mathrm{hg}}; W_{\\mathrm{ho}}]$}"
+    )
+    assert heading in tex
+    assert "\\subsection*{\\texttt{weight\\_hr\\_l0} $= W_{\\mathrm{hr}}$}" in tex
+    gru = derivation(**SPECS["gru"]).to_latex()
+    assert "rows \\texttt{6:9} of \\texttt{bias\\_hh\\_l0}" in gru
+    assert "\\subsection*" not in derivation(**SPECS["default"]).to_latex()
+
+
+def test_boundary_of_every_state():
+    tex = derivation(**SPECS["lstm-proj"]).to_latex()
+    boundary = tex[tex.index("nothing comes back from a later step") :]
+    boundary = boundary[: boundary.index("Unrolled, in the order")]
+    first, second = boundary.split(r", \qquad ")
+    assert first.endswith(r"\bar{h}_{3} = g_{3} + g_{n}")
+    assert second.startswith(r"\bar{c}_{3} = g^{c}_{n} + \bar{q}_{3} \odot o_{3}")
+
+
+def test_many_assignments_one_per_line():
+    d = derivation(**SPECS["lstm"])
+    tex = d.to_latex()
+    step = tex[tex.index("\\begin{aligned}") : tex.index("\\tag{F$_t$}")]
+    assert step.count("&=") == len(d.step.assignments) == 10
+    assert "\\tag{F3}" in tex and "\\tag{B$_t$}" in tex
+    assert "carry" not in tex
+    assert r"\bar{h}_{t} &= g_{t} + W_{\mathrm{hi}}^{\top} \delta^{i}_{t+1}" in tex
+
+
+@pytest.mark.parametrize("name", ["rnn_cell", "lstm_cell", "gru_cell"])
+def test_cells_are_one_step(name):
+    d = derivation(**SPECS[name])
+    for document_text in (d.to_latex(), d.to_markdown()):
+        assert "a single step" in document_text
+        assert "F$_t$" not in document_text and "B$_t$" not in document_text
+        assert "\\sum_{t=1}^{T}" not in document_text
+        assert "Unrolled" not in document_text and "Per-step sums" not in document_text
+        assert "A common mistake" not in document_text
+    tex = d.to_latex()
+    assert f"one step of \\texttt{{torch.nn.{d.spec.torch_class}}}" in tex
+    assert r"\frac{\partial L}{\partial x_{1}} = " in tex
+
+
+def test_per_step_sums_for_lstm_and_gru():
+    tex = derivation(**SPECS["lstm"]).to_latex()
+    assert "Per-step sums for $T = 3$" in tex
+    expected = (
+        r"\frac{\partial L}{\partial W_{\mathrm{hi}}} = \delta^{i}_{1} h_{0}^{\top} + "
+        r"\delta^{i}_{2} h_{1}^{\top} + \delta^{i}_{3} h_{2}^{\top}"
+    )
+    assert expected in tex
+    assert "\\tag{U5}" in tex and "D_{t}" not in tex
+    long = derivation(**SPECS["lstm-t20-loop"]).to_latex()
+    assert "\\tag{U" not in long and f"T \\le {MAX_STEPS}" in long
 
 
 def test_compile_pdf_writes_the_pdf(tmp_path):

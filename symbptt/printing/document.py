@@ -371,7 +371,7 @@ def _w_hh(derivation: Derivation) -> MatrixSymbol:
 def _mistake(derivation: Derivation) -> dict | None:
     """The ``t = T-2`` term of ``∂L/∂W_ih`` (two ``W_hh`` hops) in the seed case, for T ≥ 3."""
     steps = derivation.spec.steps
-    if steps < 3 or derivation.spec.family != "rnn":
+    if steps < 3 or derivation.spec.family != "rnn" or derivation.spec.packed:
         return None
     n = derivation.spec.hidden_size
     w_hh = _w_hh(derivation)
@@ -400,7 +400,8 @@ def _mistake(derivation: Derivation) -> dict | None:
 
 def _unrolled(derivation: Derivation) -> dict | None:
     """The RNN's gradients as sums of chains of matrix products, for T ≤ MAX_STEPS."""
-    if derivation.spec.steps > MAX_STEPS or derivation.spec.family != "rnn":
+    spec = derivation.spec
+    if spec.steps > MAX_STEPS or spec.family != "rnn" or spec.packed:
         return None
     final = unroll(derivation, only_final=True)
     d, definition = _diagonal(derivation)
@@ -510,6 +511,7 @@ def _context(derivation: Derivation, code: Callable[[str], str]) -> dict:
         "torch_class": code(f"torch.nn.{spec.torch_class}"),
         "family": spec.family,
         "is_cell": cell,
+        "packed": spec.packed,
         "cell_state": len(states) > 1,
         "initial": " and ".join(f"${s.name}_0$" for s in states),
         "sizes": sizes,

@@ -108,6 +108,37 @@ def gradient_text(gradient: Gradient) -> str:
     return f"{_gradient_name(gradient.of)} = {text(gradient.generic)}"
 
 
+def network_lines(spec) -> list[str]:
+    """How layers, directions, dropout and packing compose the one-layer equations above."""
+    d, out = spec.directions, spec.output_size
+    lines = [
+        f"{spec.num_layers} layer(s) × {d} direction(s); every (layer, direction) runs the "
+        "equations above with its own parameters (torch's names with _l<k> and _reverse)."
+    ]
+    if spec.bidirectional:
+        lines.append(
+            "The reverse direction runs them over the sequence reversed"
+            + (" (each sample within its own length)" if spec.packed else "")
+            + "; its outputs are reversed back and outputₜ = [h→ₜ ; h←ₜ] (concatenated). Its "
+            "h_n entry is the state after reading x₁."
+        )
+    if spec.num_layers > 1:
+        drop = " ⊙ Dropout mask (training mode only)" if spec.dropout else ""
+        lines.append(
+            f"Layer k+1 reads xₜ⁽ᵏ⁺¹⁾ = outputₜ⁽ᵏ⁾{drop}: its input size is D·H_out = {d * out}. "
+            "Backward: layer k+1's input cotangent"
+            + (" times the same mask" if spec.dropout else "")
+            + " is layer k's output cotangent gₜ⁽ᵏ⁾, split between the directions; h_n's "
+            "cotangent reaches each (layer, direction) as its gₙ."
+        )
+    if spec.packed:
+        lines.append(
+            "PackedSequence input: mₜ = 1 while a sample's sequence lasts, 0 after, so its state "
+            "stays at its own last step; padded steps get no cotangent."
+        )
+    return lines
+
+
 def _assignments(assignments) -> list[str]:
     return [f"{text(a.target)} = {text(a.value)}" for a in assignments]
 
@@ -177,6 +208,10 @@ def derivation_text(derivation: Derivation, width: int = 100) -> str:
             lines.append(f"       {parameter.torch_name} = [{stacked}] (stacked by rows)")
     for gradient in derivation.gradients:
         equation(gradient.label, gradient_text(gradient))
+
+    if spec.is_network:
+        section("Network")
+        lines.extend(_wrap(line, width, 2) for line in network_lines(spec))
 
     if spec.family != "rnn":
         section(f"Per-step sums for T = {spec.steps}")
