@@ -14,7 +14,7 @@ from types import ModuleType
 import sympy as sp
 from sympy import MatrixSymbol
 
-from .adjoint import StepAdjoint, carry_symbol, step_adjoint
+from .adjoint import StepAdjoint, adjoint_symbol, carry_symbol, step_adjoint
 from .cells import step_program
 from .program import Assignment, Parameter, StepProgram, at_step, shift, split_name, t
 from .spec import Spec
@@ -114,6 +114,13 @@ class Derivation:
                 )
             )
         return tuple(steps)
+
+    @property
+    def boundary(self) -> list[Assignment]:
+        """The adjoint of every state at ``t = T``, where nothing comes back from a later step."""
+        last = self.spec.steps
+        targets = {adjoint_symbol(at_step(state.new, last)) for state in self.step.states}
+        return [a for a in self.backward[0] if a.target in targets]
 
     @cached_property
     def gradients(self) -> tuple[Gradient, ...]:

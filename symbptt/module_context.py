@@ -288,7 +288,6 @@ def template_context(derivation: Derivation, name: str, marker: str) -> dict:
                     ],
                 }
             )
-    last = derivation.backward[0]
     return {
         "spec": spec,
         "name": name,
@@ -300,9 +299,7 @@ def template_context(derivation: Derivation, name: str, marker: str) -> dict:
         "equations": {
             "forward": [f"{text(a.target)} = {text(a.value)}" for a in program.assignments],
             "backward": [f"{text(a.target)} = {text(a.value)}" for a in derivation.backward_step],
-            "boundary": [
-                f"{text(a.target)} = {text(a.value)}" for a in last[: len(program.states)]
-            ],
+            "boundary": [f"{text(a.target)} = {text(a.value)}" for a in derivation.boundary],
         },
         "cells": cells,
         "cell": cells[0],

@@ -17,6 +17,7 @@ from symbptt.fileio import GENERATED_MARKER
 from symbptt.matexpr import Elementwise
 from symbptt.printing import document
 from symbptt.printing.latex import latex
+from symbptt.program import Assignment
 from symbptt.unrolled import MAX_STEPS
 
 SPECS = {
@@ -332,3 +333,14 @@ def test_compile_pdf_without_pdflatex(tmp_path, monkeypatch):
     tex.write_text("\\documentclass{article}\n")
     with pytest.raises(CodegenError, match="pdflatex not found"):
         document.compile_pdf(Path(tex))
+
+
+def test_long_assignment_is_broken_with_its_signs():
+    terms = [MatrixSymbol(f"x[{k}]", 2, 1) for k in range(1, 31)]
+    value = MatAdd(*[MatMul(-1, x) if k % 3 == 0 else x for k, x in enumerate(terms)])
+    target = MatrixSymbol("y[t]", 2, 1)
+    body = document._assignments([Assignment(target, value, "F")] * 3)
+    rows = body.split(" \\\\\n")
+    assert rows[0] == "\\begin{aligned}\ny_{t} &= -x_{1} + x_{2} + x_{3} - x_{4}"
+    assert rows[1] == r"&\quad + x_{5} + x_{6} - x_{7} + x_{8}"
+    assert "+ -" not in body

@@ -25,7 +25,6 @@ import jinja2
 import sympy as sp
 from sympy import HadamardProduct, MatAdd, MatMul, MatrixSymbol, Transpose
 
-from ..adjoint import adjoint_symbol
 from ..codegen import environment
 from ..errors import CodegenError
 from ..fileio import GENERATED_MARKER, write_generated
@@ -122,9 +121,15 @@ def _assignment_rows(assignment: Assignment) -> list[str]:
     value = assignment.value
     if isinstance(value, MatAdd) and _width(value) > LINE_BUDGET_PT:
         lines = _sum_lines([(latex(term), _width(term)) for term in value.args])
-        rows = [f"{lhs} &= " + " + ".join(lines[0])]
-        return rows + [r"&\quad + " + " + ".join(line) for line in lines[1:]]
+        first = _signed_sum(lines[0])
+        rows = [f"{lhs} &= " + (first[2:] if first.startswith("+") else f"-{first[2:]}")]
+        return rows + [rf"&\quad {_signed_sum(line)}" for line in lines[1:]]
     return [f"{lhs} &= {latex(value)}"]
+
+
+def _signed_sum(terms: Sequence[str]) -> str:
+    """``+ a - b + c``: each term with its sign in front (``-b`` is subtracted)."""
+    return " ".join(f"- {term[1:]}" if term.startswith("-") else f"+ {term}" for term in terms)
 
 
 def _assignments(assignments: Sequence[Assignment]) -> str:
@@ -212,13 +217,6 @@ def _diagonal(derivation: Derivation) -> tuple[MatrixSymbol, str]:
     return var("D", t, n, n), rf"\operatorname{{diag}}{inner}"
 
 
-def _boundary(derivation: Derivation) -> list[Assignment]:
-    """The adjoint of every state at ``t = T``, where nothing comes back from a later step."""
-    last = derivation.spec.steps
-    targets = {adjoint_symbol(at_step(state.new, last)) for state in derivation.step.states}
-    return [a for a in derivation.backward[0] if a.target in targets]
-
-
 # --- content -----------------------------------------------------------------------------
 
 _MEANINGS = {
@@ -275,8 +273,7 @@ def _meaning(symbol: MatrixSymbol, derivation: Derivation) -> str:
     base, _ = split_name(symbol)
     gates = GATES.get(family, {})
     if base in _GATE_OUTPUTS.get(family, {}):
-        gate = gates[_GATE_OUTPUTS[family][base]]
-        return gate[0].upper() + gate[1:] + ", at step $t$"
+        return f"{gates[_GATE_OUTPUTS[family][base]]}, at step $t$"
     head, _, gate = base.partition("_")
     if head == "a" and gate in gates:
         return f"pre-activation of the {gates[gate]}"
@@ -463,7 +460,8 @@ def _gradient_groups(derivation: Derivation, code: Callable[[str], str]) -> list
         heading = f"{code(parameter.torch_name)} $= {stacked}$"
         groups.append(EquationGroup(heading, [equations[g.label] for g in mine]))
     states = "states" if len(derivation.step.states) > 1 else "state"
-    heading = f"The input and the initial {states}"
+    which = "incoming" if derivation.spec.is_cell else "initial"
+    heading = f"The input and the {which} {states}"
     groups.append(EquationGroup(heading, [equations[g.label] for g in rest]))
     return groups
 
@@ -500,7 +498,7 @@ def _context(derivation: Derivation, code: Callable[[str], str]) -> dict:
     cell = spec.is_cell
     unrolled = None if cell else _unrolled(derivation)
     states = derivation.step.states
-    boundary = _boundary(derivation)
+    boundary = derivation.boundary
     sizes = {"I": spec.input_size, "H": spec.hidden_size, "T": spec.steps, "P": spec.proj_size}
     shapes = _shapes(derivation, code, show_d=unrolled is not None)
     return {
@@ -512,6 +510,7 @@ def _context(derivation: Derivation, code: Callable[[str], str]) -> dict:
         "family": spec.family,
         "is_cell": cell,
         "packed": spec.packed,
+        "bias": spec.bias,
         "cell_state": len(states) > 1,
         "initial": " and ".join(f"${s.name}_0$" for s in states),
         "sizes": sizes,
@@ -532,7 +531,47 @@ def _context(derivation: Derivation, code: Callable[[str], str]) -> dict:
         "sums": None if cell or spec.family == "rnn" else _sums(derivation),
         "max_steps": MAX_STEPS,
         "mistake": None if cell else _mistake(derivation),
+        "network": _network(spec, code) if spec.is_network else None,
     }
+
+
+def _network(spec, code: Callable[[str], str]) -> list[str]:
+    """How layers, directions, dropout and packing compose the one-layer equations."""
+    d, out = spec.directions, spec.output_size
+    paragraphs = [
+        f"The module has {spec.num_layers} layer(s) and {d} direction(s). Every (layer, "
+        "direction) runs the equations above with its own parameters, named as torch names "
+        f"them with the suffixes {code('_l<k>')} and {code('_reverse')}."
+    ]
+    if spec.bidirectional:
+        within = " (each sample within its own length)" if spec.packed else ""
+        paragraphs.append(
+            f"The reverse direction runs them over the sequence reversed{within}; its outputs "
+            "are reversed back, and the layer's output at step $t$ is "
+            r"$\big[\overrightarrow{h}_t ; \overleftarrow{h}_t\big]$. Its entry of $h_n$ is "
+            "the state after reading $x_1$."
+        )
+    if spec.num_layers > 1:
+        mask = r" \odot d^{(k)}_t" if spec.dropout else ""
+        paragraphs.append(
+            rf"Layer $k+1$ reads $x^{{(k+1)}}_t = y^{{(k)}}_t{mask}$, layer $k$'s output"
+            + (
+                f", where $d^{{(k)}}_t$ is a dropout mask (each entry 0 with probability "
+                f"{spec.dropout}, else $1/(1 - {spec.dropout})$; training mode only)"
+                if spec.dropout
+                else ""
+            )
+            + rf"; its input size is $D \cdot H_{{\mathrm{{out}}}} = {d * out}$. Backward, "
+            rf"layer $k$'s output cotangent is $\bar{{x}}^{{(k+1)}}_t{mask}$, split between the "
+            "directions, and each (layer, direction) receives its own entry of the cotangent "
+            "of $h_n$ as its $g_n$."
+        )
+    if spec.packed:
+        paragraphs.append(
+            r"With a PackedSequence, $m_t = 1$ while a sample's sequence lasts and $0$ after, "
+            "so its state stays at its own last step; padded steps receive no cotangent."
+        )
+    return paragraphs
 
 
 def _render(template: str, context: dict) -> str:
@@ -563,7 +602,7 @@ def latex_summary(derivation: Derivation) -> str:
 
     add(derivation.step.assignments, "F")
     add(derivation.backward_step, "B")
-    for i, last in enumerate(_boundary(derivation)):
+    for i, last in enumerate(derivation.boundary):
         note = rf" && \text{{at }} t = T = {derivation.spec.steps}" if i == 0 else ""
         rows.append(rf"{latex(last.target)} &= {latex(last.value)}{note}")
     for gradient in derivation.gradients:

@@ -188,7 +188,7 @@ def derivation_text(derivation: Derivation, width: int = 100) -> str:
 
     section("Backward recurrence, step t (x̄ = ∂L/∂x; δ = ∂L/∂ of a pre-activation)")
     equations("Bt", _assignments(derivation.backward_step))
-    boundary = _assignments(derivation.backward[0][: len(program.states)])
+    boundary = _assignments(derivation.boundary)
     lines.append(
         _wrap(
             f"       at t = T = {spec.steps}: {', '.join(boundary)} (nothing comes back from "
