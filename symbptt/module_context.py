@@ -93,7 +93,7 @@ class _Builder:
             _base(a.target) for a in d.adjoint.assignments if _base(a.target) in gradient_bases
         ]
         self.sizes |= {_base(a.target): a.target.shape[0] for a in d.adjoint.assignments}
-        unrolled = self.unrolled = BatchedTorchPrinter(
+        self.unrolled = BatchedTorchPrinter(
             lambda s: unrolled_code_name(s, self.blocks), is_parameter
         )
         masks = {"mask"} if program.constants else set()
@@ -110,7 +110,6 @@ class _Builder:
         self.stacked_per_step = BatchedTorchPrinter(
             stacked, is_parameter, batch_dims=2, per_step=True
         )
-        del unrolled
 
     # --- signatures ------------------------------------------------------------------
 

@@ -6,61 +6,25 @@ import textwrap
 from typing import TYPE_CHECKING
 
 import sympy as sp
-from sympy import HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
+from sympy import MatrixSymbol
 from sympy.printing.str import StrPrinter
 
-from ..matexpr import Elementwise
 from ..program import at_step
-from ..unrolled import MAX_STEPS, Chain, unroll
+from ..unrolled import MAX_STEPS, unroll
 from .names import text_name
+from .notation import MatrixNotation
 
 if TYPE_CHECKING:
     from ..derivation import Derivation, Gradient
 
 
-class TextPrinter(StrPrinter):
-    """``StrPrinter`` with ``⊙``, ``ᵀ``, juxtaposed products and subscripted names."""
+class TextPrinter(MatrixNotation, StrPrinter):
+    """``StrPrinter`` with ``⊙``, ``ᵀ``, ``−``, juxtaposed products and subscripted names."""
 
-    def _print_MatrixSymbol(self, expr: MatrixSymbol) -> str:
-        return text_name(expr)
+    minus = "−"
 
-    def _operand(self, expr: sp.Basic) -> str:
-        text = self._print(expr)
-        return f"({text})" if isinstance(expr, (MatAdd, HadamardProduct)) else text
-
-    def _print_MatAdd(self, expr: MatAdd) -> str:
-        out = ""
-        for arg in expr.args:
-            term = self._print(arg)
-            if out and term.startswith("−"):
-                out += f" − {term[1:]}"
-            else:
-                out += f" + {term}" if out else term
-        return out
-
-    def _print_MatMul(self, expr: MatMul) -> str:
-        coefficient = sp.Mul(*[a for a in expr.args if not a.is_Matrix])
-        factors = " ".join(self._operand(a) for a in expr.args if a.is_Matrix)
-        if coefficient == 1:
-            return factors
-        if coefficient == -1:
-            return f"−{factors}"
-        return f"{self._print(coefficient)} {factors}"
-
-    def _print_OneMatrix(self, expr: OneMatrix) -> str:
-        return "1"
-
-    def _print_HadamardProduct(self, expr: HadamardProduct) -> str:
-        return " ⊙ ".join(self._operand(arg) for arg in expr.args)
-
-    def _print_Transpose(self, expr: Transpose) -> str:
-        return f"{self._operand(expr.arg)}ᵀ"
-
-    def _print_Elementwise(self, expr: Elementwise) -> str:
-        return expr.function.text.format(self._operand(expr.arg))
-
-    def chain(self, chain: Chain) -> str:
-        return " ".join(self._operand(factor) for factor in chain)
+    def name(self, symbol: MatrixSymbol) -> str:
+        return text_name(symbol)
 
 
 _printer = TextPrinter()
