@@ -61,6 +61,8 @@ def unroll(derivation: Derivation, only_final: bool) -> Unrolled:
     """
     if derivation.spec.steps > MAX_STEPS:
         raise DerivationError(f"unrolled chains are built for at most {MAX_STEPS} steps")
+    if derivation.spec.family != "rnn" or derivation.spec.packed:
+        raise DerivationError("unrolled chains are built for torch.nn.RNN without masks")
     definitions: dict[MatrixSymbol, sp.Basic] = {}
     diagonals = []
     for step in derivation.backward:

@@ -67,21 +67,23 @@ def test_derive_writes_latex_and_name(tmp_path, capsys):
     assert "Verification" not in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "lstm_cell", "gru_cell", "rnn_cell"])
-def test_derive_other_cells(tmp_path, capsys, cell):
-    status = main(
-        [
-            "derive",
-            "--cell",
-            cell,
-            "--input-size",
-            "2",
-            "--hidden-size",
-            "3",
-            "--out",
-            str(tmp_path),
-        ]
-    )
+@pytest.mark.parametrize(
+    "options",
+    [
+        ["--cell", "lstm"],
+        ["--cell", "gru"],
+        ["--cell", "lstm_cell"],
+        ["--cell", "gru_cell"],
+        ["--cell", "rnn_cell"],
+        ["--packed"],
+        ["--cell", "lstm", "--proj-size", "1", "--num-layers", "2", "--bidirectional"],
+        ["--cell", "gru", "--num-layers", "3", "--dropout", "0.2", "--packed", "--steps", "20"],
+    ],
+    ids=" ".join,
+)
+def test_derive_other_cells(tmp_path, capsys, options):
+    arguments = ["derive", *options, "--input-size", "2", "--hidden-size", "3"]
+    status = main([*arguments, "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert status == 0, out
     assert "all match" in out and "(G1)" in out

@@ -36,6 +36,17 @@ SPECS = {
     "rnn_cell": dict(cell="rnn_cell", input_size=2, hidden_size=3),
     "lstm_cell": dict(cell="lstm_cell", input_size=2, hidden_size=3),
     "gru_cell": dict(cell="gru_cell", input_size=3, hidden_size=4, bias=False),
+    "lstm-network": dict(
+        cell="lstm",
+        steps=3,
+        input_size=2,
+        hidden_size=3,
+        num_layers=2,
+        bidirectional=True,
+        dropout=0.25,
+        packed=True,
+    ),
+    "rnn-packed": dict(steps=4, input_size=2, hidden_size=2, packed=True, bidirectional=True),
 }
 OVERFULL_PT = 20.0
 
@@ -67,7 +78,7 @@ def _expected_unrolled_tags(spec: dict) -> list[str]:
     d = derivation(**spec)
     if d.spec.is_cell or d.spec.steps > MAX_STEPS:
         return []
-    chains = d.spec.family == "rnn"
+    chains = d.spec.family == "rnn" and not d.spec.packed
     return [f"U{g.label[1:]}" for g in d.gradients if g.summed or (chains and g.once)]
 
 
@@ -344,3 +355,12 @@ def test_long_assignment_is_broken_with_its_signs():
     assert rows[0] == "\\begin{aligned}\ny_{t} &= -x_{1} + x_{2} + x_{3} - x_{4}"
     assert rows[1] == r"&\quad + x_{5} + x_{6} - x_{7} + x_{8}"
     assert "+ -" not in body
+
+
+def test_network_section():
+    tex = derivation(**SPECS["lstm-network"]).to_latex()
+    assert r"\section{Layers and directions}" in tex
+    assert "dropout mask" in tex and "PackedSequence" in tex
+    md = derivation(**SPECS["lstm-network"]).to_markdown()
+    assert "### Layers and directions" in md
+    assert "Layers and directions" not in derivation(**SPECS["default"]).to_latex()

@@ -528,7 +528,7 @@ def _context(derivation: Derivation, code: Callable[[str], str]) -> dict:
         "gradient_groups": _gradient_groups(derivation, code),
         "stacked": any(len(p.blocks) > 1 for p in derivation.parameters),
         "unrolled": unrolled,
-        "sums": None if cell or spec.family == "rnn" else _sums(derivation),
+        "sums": None if cell or (spec.family == "rnn" and not spec.packed) else _sums(derivation),
         "max_steps": MAX_STEPS,
         "mistake": None if cell else _mistake(derivation),
         "network": _network(spec, code) if spec.is_network else None,

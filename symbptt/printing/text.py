@@ -177,7 +177,7 @@ def derivation_text(derivation: Derivation, width: int = 100) -> str:
         section("Network")
         lines.extend(_wrap(line, width, 2) for line in network_lines(spec))
 
-    if spec.family != "rnn":
+    if spec.family != "rnn" or spec.packed:
         section(f"Per-step sums for T = {spec.steps}")
         if spec.steps > MAX_STEPS:
             lines.append(f"(written out for T ≤ {MAX_STEPS}; derive with fewer steps to see them)")
