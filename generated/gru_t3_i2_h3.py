@@ -97,7 +97,8 @@ def backward(x, h0, saved, weight_ih, weight_hh, grad_output, grad_h_n, per_step
 
     saved is forward's. Returns a dict: "input" (T, B, 2), "h_0", and each
     parameter's gradient under its torch name (layer 0's); with per_step=True also "per_step",
-    each parameter's term at every step (T, *shape), which sum to its gradient.
+    each parameter's term at every step (T, *shape), which sum to its gradient, and
+    "adjoints", the δ of every step (T, B, size) by name (delta_n, delta_hn, delta_z, delta_r).
     """
     w_ir, w_iz, w_in = weight_ih.chunk(3)
     w_hr, w_hz, w_hn = weight_hh.chunk(3)
@@ -167,6 +168,12 @@ def backward(x, h0, saved, weight_ih, weight_hh, grad_output, grad_h_n, per_step
             "weight_hh_l0": torch.stack(terms["weight_hh_l0"]),
             "bias_ih_l0": torch.stack(terms["bias_ih_l0"]),
             "bias_hh_l0": torch.stack(terms["bias_hh_l0"]),
+        }
+        grads["adjoints"] = {
+            "delta_n": torch.stack((delta_n1, delta_n2, delta_n3)),
+            "delta_hn": torch.stack((delta_hn1, delta_hn2, delta_hn3)),
+            "delta_z": torch.stack((delta_z1, delta_z2, delta_z3)),
+            "delta_r": torch.stack((delta_r1, delta_r2, delta_r3)),
         }
     return grads
 

@@ -94,7 +94,8 @@ def backward(
 
     saved is forward's. Returns a dict: "input" (T, B, 3), "h_0", "c_0", and each
     parameter's gradient under its torch name (layer 0's); with per_step=True also "per_step",
-    each parameter's term at every step (T, *shape), which sum to its gradient.
+    each parameter's term at every step (T, *shape), which sum to its gradient, and
+    "adjoints", the δ of every step (T, B, size) by name (delta_o, delta_g, delta_f, delta_i).
     """
     w_ii, w_if, w_ig, w_io = weight_ih.chunk(4)
     w_hi, w_hf, w_hg, w_ho = weight_hh.chunk(4)
@@ -150,6 +151,12 @@ def backward(
             "weight_hh": torch.stack(terms["weight_hh"]),
             "bias_ih": torch.stack(terms["bias_ih"]),
             "bias_hh": torch.stack(terms["bias_hh"]),
+        }
+        grads["adjoints"] = {
+            "delta_o": torch.stack((delta_o1,)),
+            "delta_g": torch.stack((delta_g1,)),
+            "delta_f": torch.stack((delta_f1,)),
+            "delta_i": torch.stack((delta_i1,)),
         }
     return grads
 

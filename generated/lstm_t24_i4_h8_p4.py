@@ -120,7 +120,8 @@ def backward(
 
     saved is forward's. Returns a dict: "input" (T, B, 4), "h_0", "c_0", and each
     parameter's gradient under its torch name (layer 0's); with per_step=True also "per_step",
-    each parameter's term at every step (T, *shape), which sum to its gradient.
+    each parameter's term at every step (T, *shape), which sum to its gradient, and
+    "adjoints", the δ of every step (T, B, size) by name (hbar, delta_o, delta_g, delta_f, delta_i).
     """
     w_ii, w_if, w_ig, w_io = weight_ih.chunk(4)
     w_hi, w_hf, w_hg, w_ho = weight_hh.chunk(4)
@@ -210,6 +211,13 @@ def backward(
                 (delta_i.sum(1), delta_f.sum(1), delta_g.sum(1), delta_o.sum(1)), 1
             ),
             "weight_hr_l0": hbar.transpose(1, 2) @ q,
+        }
+        grads["adjoints"] = {
+            "hbar": hbar,
+            "delta_o": delta_o,
+            "delta_g": delta_g,
+            "delta_f": delta_f,
+            "delta_i": delta_i,
         }
     return grads
 

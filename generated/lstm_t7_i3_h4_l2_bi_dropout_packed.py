@@ -174,7 +174,8 @@ def backward(
 
     saved is forward's. Returns a dict: "input" (T, B, 3), "h_0", "c_0", and each
     parameter's gradient under its torch name (layer 0's); with per_step=True also "per_step",
-    each parameter's term at every step (T, *shape), which sum to its gradient.
+    each parameter's term at every step (T, *shape), which sum to its gradient, and
+    "adjoints", the δ of every step (T, B, size) by name (delta_o, delta_g, delta_f, delta_i).
     """
     w_ii, w_if, w_ig, w_io = weight_ih.chunk(4)
     w_hi, w_hf, w_hg, w_ho = weight_hh.chunk(4)
@@ -373,6 +374,20 @@ def backward(
             "bias_ih_l0": torch.stack(terms["bias_ih_l0"]),
             "bias_hh_l0": torch.stack(terms["bias_hh_l0"]),
         }
+        grads["adjoints"] = {
+            "delta_o": torch.stack(
+                (delta_o1, delta_o2, delta_o3, delta_o4, delta_o5, delta_o6, delta_o7)
+            ),
+            "delta_g": torch.stack(
+                (delta_g1, delta_g2, delta_g3, delta_g4, delta_g5, delta_g6, delta_g7)
+            ),
+            "delta_f": torch.stack(
+                (delta_f1, delta_f2, delta_f3, delta_f4, delta_f5, delta_f6, delta_f7)
+            ),
+            "delta_i": torch.stack(
+                (delta_i1, delta_i2, delta_i3, delta_i4, delta_i5, delta_i6, delta_i7)
+            ),
+        }
     return grads
 
 
@@ -491,7 +506,8 @@ def backward_upper(
 
     saved is forward_upper's. Returns a dict: "input" (T, B, 8), "h_0", "c_0", and each
     parameter's gradient under its torch name (layer 0's); with per_step=True also "per_step",
-    each parameter's term at every step (T, *shape), which sum to its gradient.
+    each parameter's term at every step (T, *shape), which sum to its gradient, and
+    "adjoints", the δ of every step (T, B, size) by name (delta_o, delta_g, delta_f, delta_i).
     """
     w_ii, w_if, w_ig, w_io = weight_ih.chunk(4)
     w_hi, w_hf, w_hg, w_ho = weight_hh.chunk(4)
@@ -689,6 +705,20 @@ def backward_upper(
             "weight_hh_l0": torch.stack(terms["weight_hh_l0"]),
             "bias_ih_l0": torch.stack(terms["bias_ih_l0"]),
             "bias_hh_l0": torch.stack(terms["bias_hh_l0"]),
+        }
+        grads["adjoints"] = {
+            "delta_o": torch.stack(
+                (delta_o1, delta_o2, delta_o3, delta_o4, delta_o5, delta_o6, delta_o7)
+            ),
+            "delta_g": torch.stack(
+                (delta_g1, delta_g2, delta_g3, delta_g4, delta_g5, delta_g6, delta_g7)
+            ),
+            "delta_f": torch.stack(
+                (delta_f1, delta_f2, delta_f3, delta_f4, delta_f5, delta_f6, delta_f7)
+            ),
+            "delta_i": torch.stack(
+                (delta_i1, delta_i2, delta_i3, delta_i4, delta_i5, delta_i6, delta_i7)
+            ),
         }
     return grads
 

@@ -50,7 +50,8 @@ def backward(x, h0, saved, weight_ih, weight_hh, grad_output, grad_h_n, per_step
 
     saved is forward's. Returns a dict: "input" (T, B, 3), "h_0", and each
     parameter's gradient under its torch name (layer 0's); with per_step=True also "per_step",
-    each parameter's term at every step (T, *shape), which sum to its gradient.
+    each parameter's term at every step (T, *shape), which sum to its gradient, and
+    "adjoints", the δ of every step (T, B, size) by name (delta).
     """
     (x1,) = x.unbind(0)
     (h1,) = saved["h"].unbind(0)
@@ -91,6 +92,9 @@ def backward(x, h0, saved, weight_ih, weight_hh, grad_output, grad_h_n, per_step
             "weight_hh_l0": torch.stack(terms["weight_hh_l0"]),
             "bias_ih_l0": torch.stack(terms["bias_ih_l0"]),
             "bias_hh_l0": torch.stack(terms["bias_hh_l0"]),
+        }
+        grads["adjoints"] = {
+            "delta": torch.stack((delta1,)),
         }
     return grads
 

@@ -53,7 +53,8 @@ def backward(x, h0, saved, weight_ih, weight_hh, grad_output, grad_h_n, per_step
 
     saved is forward's. Returns a dict: "input" (T, B, 8), "h_0", and each
     parameter's gradient under its torch name (layer 0's); with per_step=True also "per_step",
-    each parameter's term at every step (T, *shape), which sum to its gradient.
+    each parameter's term at every step (T, *shape), which sum to its gradient, and
+    "adjoints", the δ of every step (T, B, size) by name (delta).
     """
     batch = x.shape[1]
     h = torch.cat((h0.unsqueeze(0), saved["h"]))
@@ -78,6 +79,9 @@ def backward(x, h0, saved, weight_ih, weight_hh, grad_output, grad_h_n, per_step
             "weight_hh_l0": delta.transpose(1, 2) @ h[:-1],
             "bias_ih_l0": delta.sum(1),
             "bias_hh_l0": delta.sum(1),
+        }
+        grads["adjoints"] = {
+            "delta": delta,
         }
     return grads
 

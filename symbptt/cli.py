@@ -7,6 +7,7 @@ exit status 2; a mismatch found by verification is exit status 1.
 from __future__ import annotations
 
 import argparse
+import importlib
 import shutil
 import sys
 import textwrap
@@ -16,6 +17,9 @@ from pathlib import Path
 
 from .errors import CodegenError, SymbpttError
 from .spec import CELLS
+
+LEARNER_COMMANDS = ("explain", "check", "flow")
+"""Subcommands defined by the modules of the same name (HELP, SPEC_OPTIONS, add_arguments, run)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -201,6 +205,16 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--seed", type=int, default=0)
     check.add_argument("--batch", type=int, default=3)
     check.set_defaults(run=_run_verify)
+    for name in LEARNER_COMMANDS:
+        try:  # TEMPORARY while the learner tools are written; removed before commit
+            module = importlib.import_module(f"symbptt.{name}")
+        except ModuleNotFoundError:
+            continue
+        command = commands.add_parser(name, help=module.HELP, description=module.__doc__)
+        if module.SPEC_OPTIONS:
+            _spec_options(command)
+        module.add_arguments(command)
+        command.set_defaults(run=module.run)
     return parser
 
 

@@ -254,7 +254,7 @@ def cell_context(derivation: Derivation, suffix: str) -> dict:
         sources = {"x": "x", "g": "grad_output", **{m: m for m in masks}}
         sources |= {base: f'saved["{base}"]' for base in b.saved}
         context["unpack"] = {base: b.unpack(base, src) for base, src in sources.items()}
-        context["stack"] = {base: b.stack(base) for base in b.saved}
+        context["stack"] = {base: b.stack(base) for base in [*b.saved, *b.adjoint_sequences]}
     return context
 
 
