@@ -51,6 +51,13 @@ def _spec_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--packed", action="store_true", help="accept PackedSequence input (variable lengths)"
     )
+    group.add_argument(
+        "--truncate",
+        type=int,
+        default=0,
+        metavar="K",
+        help="k-step truncated BPTT: the carried state is detached every K steps",
+    )
     form = group.add_mutually_exclusive_group()
     form.add_argument(
         "--loop",
@@ -80,6 +87,7 @@ def _derivation(args: argparse.Namespace):
         bidirectional=args.bidirectional,
         dropout=args.dropout,
         packed=args.packed,
+        truncate=args.truncate,
     )
 
 

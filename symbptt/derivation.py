@@ -12,7 +12,7 @@ from pathlib import Path
 from types import ModuleType
 
 import sympy as sp
-from sympy import MatrixSymbol
+from sympy import MatAdd, MatrixSymbol, ZeroMatrix
 
 from .adjoint import StepAdjoint, adjoint_symbol, carry_symbol, step_adjoint
 from .cells import step_program
@@ -103,6 +103,14 @@ class Derivation:
         last = self.spec.steps
         carries = {carry_symbol(s): (shift(c, 1), s.final) for s, c in self.adjoint.carry.items()}
         for k in range(last, 0, -1):
+            placeholders = [at_step(placeholder, k) for placeholder in carries]
+            if self.spec.truncated_after(k):
+                assignments = [
+                    Assignment(a.target, _without(a.value, placeholders), a.label)
+                    for a in (a.at_step(k, f"B{k}") for a in self.adjoint.assignments)
+                ]
+                steps.append(tuple(assignments))
+                continue
             mapping = {
                 at_step(placeholder, k): final if k == last else at_step(sent, k)
                 for placeholder, (sent, final) in carries.items()
@@ -193,6 +201,16 @@ class Derivation:
         return load_module(self.render(name), name or self.spec.default_name)
 
 
+def _without(expr: sp.Basic, dropped: list[MatrixSymbol]) -> sp.Basic:
+    """``expr`` with the terms ``dropped`` removed from its top-level sum (truncated BPTT)."""
+    if expr in dropped:
+        return ZeroMatrix(*expr.shape)
+    if not isinstance(expr, MatAdd) or not any(arg in dropped for arg in expr.args):
+        return expr
+    kept = [arg for arg in expr.args if arg not in dropped]
+    return kept[0] if len(kept) == 1 else MatAdd(*kept)
+
+
 def derive(
     steps: int | None = None,
     input_size: int = 1,
@@ -206,6 +224,7 @@ def derive(
     bidirectional: bool = False,
     dropout: float = 0.0,
     packed: bool = False,
+    truncate: int = 0,
 ) -> Derivation:
     """Derive BPTT for a torch recurrent layer or cell.
 
@@ -213,7 +232,8 @@ def derive(
     steps; ``cell`` is one of ``rnn``, ``lstm``, ``gru``, ``rnn_cell``, ``lstm_cell``,
     ``gru_cell`` (steps default to 3 for layers, 1 for cells). ``num_layers``,
     ``bidirectional``, ``dropout`` and ``proj_size`` mean what they mean in torch; ``packed``
-    makes the generated module accept ``PackedSequence`` input.
+    makes the generated module accept ``PackedSequence`` input; ``truncate=k`` derives the
+    k-step truncated gradient.
 
     Raises:
         SpecError: for steps or sizes that are not positive integers, an unknown cell or
@@ -233,5 +253,6 @@ def derive(
             bidirectional,
             dropout,
             packed,
+            truncate,
         )
     )

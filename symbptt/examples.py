@@ -23,6 +23,7 @@ EXAMPLES: tuple[Spec, ...] = (
     Spec(cell="gru", steps=3, input_size=2, hidden_size=3),
     Spec(cell="lstm_cell", input_size=3, hidden_size=4),
     Spec(cell="gru_cell", input_size=3, hidden_size=4),
+    Spec(steps=6, input_size=1, hidden_size=2, truncate=2),  # truncated BPTT
     Spec(
         cell="lstm",
         steps=7,

@@ -61,6 +61,9 @@ class Spec:
             mode only; not after the last layer).
         packed: the generated module also accepts ``PackedSequence`` input (variable lengths);
             the step equations then carry a mask ``m_t`` (1 while a sequence lasts, else 0).
+        truncate: k > 0 gives the k-step truncated gradient: nothing flows back from step
+            t + 1 into step t when t is a multiple of k (torch's result when the carried state
+            is detached every k steps); 0 for full BPTT.
     """
 
     steps: int | None = None
@@ -75,6 +78,7 @@ class Spec:
     bidirectional: bool = False
     dropout: float = 0.0
     packed: bool = False
+    truncate: int = 0
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
@@ -133,6 +137,15 @@ class Spec:
             ]
             if extras:
                 raise SpecError(f"{self.cell} takes no {', '.join(extras)} (a cell is one step)")
+        if isinstance(self.truncate, bool) or not isinstance(self.truncate, int):
+            raise SpecError(f"truncate must be a non-negative integer, got {self.truncate!r}")
+        if self.truncate < 0:
+            raise SpecError(f"truncate must be a non-negative integer, got {self.truncate}")
+        if self.truncate and (self.is_network or self.is_cell):
+            raise SpecError(
+                "--truncate is for one layer, one direction, without --packed "
+                f"(not {self.cell} with these options)"
+            )
         if self.dropout and self.num_layers == 1:
             warnings.warn(
                 "dropout acts between layers, so with num_layers=1 it does nothing (as in torch)",
@@ -149,6 +162,10 @@ class Spec:
     def is_network(self) -> bool:
         """Whether the module composes several layers, directions, dropout or packing."""
         return self.num_layers > 1 or self.bidirectional or self.packed or self.dropout > 0
+
+    def truncated_after(self, step: int) -> bool:
+        """Whether nothing flows back into ``step`` from ``step + 1`` (truncated BPTT)."""
+        return bool(self.truncate) and step % self.truncate == 0 and step < self.steps
 
     def layer(self, index: int) -> Spec:
         """The one-layer, one-direction spec of layer ``index`` (its input size differs above 0)."""
@@ -198,6 +215,8 @@ class Spec:
             name += "_dropout"
         if self.packed:
             name += "_packed"
+        if self.truncate:
+            name += f"_tbptt{self.truncate}"
         if self.loop is not None and self.loop != (self.steps > LOOP_FORM_THRESHOLD):
             name += "_loop" if self.loop else "_unrolled"
         return name
@@ -223,7 +242,10 @@ class Spec:
         """One line: the layer and the number of steps."""
         if self.is_cell:
             return f"{self.torch_constructor()}, one step"
-        return f"{self.torch_constructor()}, {self.steps} step{'s' if self.steps > 1 else ''}"
+        steps = f"{self.steps} step{'s' if self.steps > 1 else ''}"
+        if self.truncate:
+            steps += f", truncated every {self.truncate}"
+        return f"{self.torch_constructor()}, {steps}"
 
     def cli_options(self) -> str:
         """The ``symbptt derive`` options that reproduce this spec."""
@@ -244,6 +266,8 @@ class Spec:
             opts.append(f"--dropout {self.dropout}")
         if self.packed:
             opts.append("--packed")
+        if self.truncate:
+            opts.append(f"--truncate {self.truncate}")
         if self.loop is not None:
             opts.append("--loop" if self.loop else "--unrolled")
         return " ".join(opts)

@@ -105,6 +105,21 @@ def torch_reference(spec, device: str, dtype):
         return getattr(torch.nn, spec.torch_class)(spec.input_size, spec.hidden_size, **options)
 
 
+def _truncated(layer, x, hx, spec, batch_first: bool) -> list:
+    """torch's module over chunks of ``spec.truncate`` steps, the state detached in between."""
+    import torch
+
+    time = 1 if batch_first and x.dim() == 3 else 0
+    outputs, state = [], hx
+    for start in range(0, spec.steps, spec.truncate):
+        if state is not None and start:
+            state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+        chunk = x.narrow(time, start, min(spec.truncate, spec.steps - start))
+        output, state = layer(chunk, state) if state is not None else layer(chunk)
+        outputs.append(output)
+    return [torch.cat(outputs, time), *_flatten(state)]
+
+
 def compare(
     derivation: Derivation,
     module: ModuleType,
@@ -172,7 +187,10 @@ def compare(
             sequence = torch.nn.utils.rnn.pack_padded_sequence(
                 sequence, torch.tensor(lengths), enforce_sorted=False
             )
-        outputs = _flatten(layer(sequence, hx) if given_state else layer(sequence))
+        if spec.truncate and layer is reference:
+            outputs = _truncated(layer, sequence, hx if given_state else None, spec, batch_first)
+        else:
+            outputs = _flatten(layer(sequence, hx) if given_state else layer(sequence))
         if lengths is not None:
             outputs[0] = outputs[0].data
         if cotangents is None:

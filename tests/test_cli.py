@@ -132,6 +132,8 @@ BAD = [
     (["derive", "--num-layers", "0"], "num_layers must be a positive integer"),
     (["derive", "--cell", "lstm_cell", "--num-layers", "2"], "takes no num_layers"),
     (["derive", "--cell", "gru_cell", "--packed"], "takes no packed"),
+    (["derive", "--truncate", "2", "--bidirectional"], "--truncate is for one layer"),
+    (["derive", "--truncate", "-3"], "truncate must be a non-negative integer"),
     (["frobnicate"], "invalid choice"),
 ]
 

@@ -532,7 +532,21 @@ def _context(derivation: Derivation, code: Callable[[str], str]) -> dict:
         "max_steps": MAX_STEPS,
         "mistake": None if cell else _mistake(derivation),
         "network": _network(spec, code) if spec.is_network else None,
+        "truncation": _truncation(spec, code),
     }
+
+
+def _truncation(spec, code: Callable[[str], str]) -> str | None:
+    """The sentence that says which backward terms truncated BPTT drops."""
+    cut = [k for k in range(1, spec.steps) if spec.truncated_after(k)]
+    if not cut:
+        return None
+    steps = ", ".join(f"${k}$" for k in cut)
+    return (
+        f"Truncated every {spec.truncate} steps (the carried state detached as by "
+        f"{code('detach()')}): at $t$ = {steps} nothing comes back from step $t+1$, so those "
+        "steps' equations below lack that term."
+    )
 
 
 def _network(spec, code: Callable[[str], str]) -> list[str]:

@@ -162,6 +162,16 @@ def derivation_text(derivation: Derivation, width: int = 100) -> str:
         )
     )
     section(f"Backward, unrolled for T = {spec.steps}")
+    cut = [str(k) for k in range(1, spec.steps) if spec.truncated_after(k)]
+    if cut:
+        lines.append(
+            _wrap(
+                f"Truncated every {spec.truncate} steps (state detached): at t = "
+                f"{', '.join(cut)} nothing comes back from step t+1; those terms are dropped.",
+                width,
+                0,
+            )
+        )
     for step in _abbreviated(derivation.backward, lines):
         equations(step[0].label, _assignments(step))
 
