@@ -7,6 +7,7 @@ exit status 2; a mismatch found by verification is exit status 1.
 from __future__ import annotations
 
 import argparse
+import os
 import importlib
 import shutil
 import sys
@@ -242,3 +243,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("symbptt: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader (e.g. `| head`) has gone; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

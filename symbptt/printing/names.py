@@ -50,9 +50,9 @@ def _gate_base(base: str) -> tuple[str, str] | None:
     return (head, gate) if head in ("a", "delta") and gate else None
 
 
-def _text_base(base: str) -> str:
+def text_base(base: str) -> str:
     if base.endswith("bar") and base not in TEXT_BASE:
-        return _text_base(base[:-3]) + "\u0304"
+        return text_base(base[:-3]) + "\u0304"
     if base.endswith("_new"):
         return base[:-4] + "\u0302"
     gated = _gate_base(base)
@@ -80,7 +80,7 @@ def text_name(symbol: MatrixSymbol) -> str:
     base, index = split_name(symbol)
     if index is None:
         return base
-    return _text_base(base) + index_text(index).translate(_SUBSCRIPT)
+    return text_base(base) + index_text(index).translate(_SUBSCRIPT)
 
 
 def latex_name(symbol: MatrixSymbol) -> str:
