@@ -12,7 +12,6 @@ import sys
 import pytest
 import torch
 
-from symbptt import Spec
 from symbptt.cli import main
 
 FOUNDING_W_IH = [2.0941, 0.1053]
@@ -173,9 +172,6 @@ def test_scalar_parameter_share_is_signed(capsys):
     assert grad["shares"] == pytest.approx([t / total for t in terms])
 
 
-@pytest.mark.skipif(
-    "truncate" not in Spec.__dataclass_fields__, reason="no truncated BPTT in this tree"
-)
 def test_truncated_bptt_against_torch_in_chunks(capsys):
     data = explain_json(capsys, "--truncate", "2", "--input", "1,2,3,4,5")
     torch.manual_seed(0)
