@@ -7,8 +7,8 @@ exit status 2; a mismatch found by verification is exit status 1.
 from __future__ import annotations
 
 import argparse
-import os
 import importlib
+import os
 import shutil
 import sys
 import textwrap
@@ -215,10 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--batch", type=int, default=3)
     check.set_defaults(run=_run_verify)
     for name in LEARNER_COMMANDS:
-        try:  # TEMPORARY while the learner tools are written; removed before commit
-            module = importlib.import_module(f"symbptt.{name}")
-        except ModuleNotFoundError:
-            continue
+        module = importlib.import_module(f"symbptt.{name}")
         command = commands.add_parser(name, help=module.HELP, description=module.__doc__)
         if module.SPEC_OPTIONS:
             _spec_options(command)
