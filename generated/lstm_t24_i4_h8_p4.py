@@ -65,8 +65,6 @@ def forward(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr):
     x: (T, B, 4); h0: (B, 4); c0: (B, 8); parameters with torch's shapes.
     output: (T, B, 4), h_1 ... h_T; saved: the per-step values backward reads.
     """
-    w_ii, w_if, w_ig, w_io = weight_ih.chunk(4)
-    w_hi, w_hf, w_hg, w_ho = weight_hh.chunk(4)
     b_ii, b_if, b_ig, b_io = bias_ih.chunk(4)
     b_hi, b_hf, b_hg, b_ho = bias_hh.chunk(4)
     batch = x.shape[1]
@@ -79,14 +77,16 @@ def forward(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr):
     ct = x.new_empty((STEPS, batch, 8))
     o = x.new_empty((STEPS, batch, 8))
     q = x.new_empty((STEPS, batch, 8))
+    x_weight_ih = x @ weight_ih.T  # every step's input projection at once
     for t in range(1, STEPS + 1):
-        a_i = x[t - 1] @ w_ii.T + b_ii + h[t - 1] @ w_hi.T + b_hi  # (Ft)
+        h_weight_hh = h[t - 1] @ weight_hh.T  # all gates at once
+        a_i = x_weight_ih[t - 1, :, 0:8] + b_ii + h_weight_hh[:, 0:8] + b_hi  # (Ft)
         i[t - 1] = torch.sigmoid(a_i)  # (Ft)
-        a_f = x[t - 1] @ w_if.T + b_if + h[t - 1] @ w_hf.T + b_hf  # (Ft)
+        a_f = x_weight_ih[t - 1, :, 8:16] + b_if + h_weight_hh[:, 8:16] + b_hf  # (Ft)
         f[t - 1] = torch.sigmoid(a_f)  # (Ft)
-        a_g = x[t - 1] @ w_ig.T + b_ig + h[t - 1] @ w_hg.T + b_hg  # (Ft)
+        a_g = x_weight_ih[t - 1, :, 16:24] + b_ig + h_weight_hh[:, 16:24] + b_hg  # (Ft)
         ct[t - 1] = torch.tanh(a_g)  # (Ft)
-        a_o = x[t - 1] @ w_io.T + b_io + h[t - 1] @ w_ho.T + b_ho  # (Ft)
+        a_o = x_weight_ih[t - 1, :, 24:32] + b_io + h_weight_hh[:, 24:32] + b_ho  # (Ft)
         o[t - 1] = torch.sigmoid(a_o)  # (Ft)
         c[t] = f[t - 1] * c[t - 1] + i[t - 1] * ct[t - 1]  # (Ft)
         q[t - 1] = o[t - 1] * torch.tanh(c[t])  # (Ft)
@@ -123,8 +123,6 @@ def backward(
     each parameter's term at every step (T, *shape), which sum to its gradient, and
     "adjoints", the δ of every step (T, B, size) by name (hbar, delta_o, delta_g, delta_f, delta_i).
     """
-    w_ii, w_if, w_ig, w_io = weight_ih.chunk(4)
-    w_hi, w_hf, w_hg, w_ho = weight_hh.chunk(4)
     batch = x.shape[1]
     h = torch.cat((h0.unsqueeze(0), saved["h"]))
     c = torch.cat((c0.unsqueeze(0), saved["c"]))
@@ -150,10 +148,8 @@ def backward(
         delta_f[t - 1] = cbar * c[t - 1] * (f[t - 1] * (1 - f[t - 1]))  # (Bt)
         delta_i[t - 1] = cbar * ct[t - 1] * (i[t - 1] * (1 - i[t - 1]))  # (Bt)
         carry_h = (
-            delta_i[t - 1] @ w_hi
-            + delta_f[t - 1] @ w_hf
-            + delta_g[t - 1] @ w_hg
-            + delta_o[t - 1] @ w_ho
+            torch.cat((delta_i[t - 1], delta_f[t - 1], delta_g[t - 1], delta_o[t - 1]), -1)
+            @ weight_hh
         )  # (Bt)
         carry_c = cbar * f[t - 1]  # (Bt)
     grads = {
@@ -180,7 +176,7 @@ def backward(
             (delta_i.sum((0, 1)), delta_f.sum((0, 1)), delta_g.sum((0, 1)), delta_o.sum((0, 1)))
         ),  # (G13–G16)
         "weight_hr_l0": hbar.flatten(0, 1).T @ q.flatten(0, 1),  # (G17)
-        "input": delta_i @ w_ii + delta_f @ w_if + delta_g @ w_ig + delta_o @ w_io,  # (G18)
+        "input": torch.cat((delta_i, delta_f, delta_g, delta_o), -1) @ weight_ih,  # (G18)
         "h_0": carry_h,  # (G19)
         "c_0": carry_c,  # (G20)
     }

@@ -39,8 +39,9 @@ def forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh):
     batch = x.shape[1]
     h = x.new_empty((STEPS + 1, batch, 16))
     h[0] = h0
+    x_weight_ih = x @ weight_ih.T  # every step's input projection at once
     for t in range(1, STEPS + 1):
-        z = x[t - 1] @ weight_ih.T + bias_ih + h[t - 1] @ weight_hh.T + bias_hh  # (Ft)
+        z = x_weight_ih[t - 1] + bias_ih + h[t - 1] @ weight_hh.T + bias_hh  # (Ft)
         h[t] = torch.tanh(z)  # (Ft)
     saved = {
         "h": h[1:],

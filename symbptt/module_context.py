@@ -8,9 +8,11 @@ reads (gates, states), and the backward returns every gradient by torch's names.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import sympy as sp
 from sympy import MatMul, MatrixSymbol
 
 from .printing.names import (
@@ -99,14 +101,23 @@ class _Builder:
         masks = {"mask"} if program.constants else set()
         forward_sequences = {"x", *masks, *self.states, *self.saved}
         backward_sequences = {"x", "g", *masks, *self.states, *self.saved, *self.adjoint_sequences}
+        fused = {
+            block: (p.argument, k, len(p.blocks))
+            for p in d.parameters
+            for k, block in enumerate(p.blocks)
+        }
+        loop_name = lambda s: loop_code_name(s, self.blocks, forward_sequences)  # noqa: E731
+        self.projections = _projections(program, fused, loop_name)
         self.loop_forward_printer = BatchedTorchPrinter(
-            lambda s: loop_code_name(s, self.blocks, forward_sequences), is_parameter
+            loop_name, is_parameter, known=self.projections.known
         )
         self.loop_backward_printer = BatchedTorchPrinter(
-            lambda s: loop_code_name(s, self.blocks, backward_sequences), is_parameter
+            lambda s: loop_code_name(s, self.blocks, backward_sequences),
+            is_parameter,
+            stacked=fused,
         )
         stacked = lambda s: stacked_code_name(s, self.blocks, d.spec.steps)  # noqa: E731
-        self.stacked = BatchedTorchPrinter(stacked, is_parameter, batch_dims=2)
+        self.stacked = BatchedTorchPrinter(stacked, is_parameter, batch_dims=2, stacked=fused)
         self.stacked_per_step = BatchedTorchPrinter(
             stacked, is_parameter, batch_dims=2, per_step=True
         )
@@ -199,6 +210,62 @@ class _Builder:
         return lines
 
 
+@dataclass(frozen=True)
+class Projections:
+    """Matrix products the loop form computes in one go instead of block by block.
+
+    ``before`` runs once before the loop (``x_weight_ih = x @ weight_ih.T``, every step at
+    once); ``each_step`` opens every iteration (``h_weight_hh = h[t - 1] @ weight_hh.T``, all
+    gates at once); ``known`` maps each block's product to its slice of those.
+    """
+
+    before: tuple[str, ...]
+    each_step: tuple[str, ...]
+    known: dict[sp.Basic, str]
+
+
+def _projections(program, fused: dict, loop_name) -> Projections:
+    groups: dict[tuple[str, MatrixSymbol], dict[int, MatMul]] = {}
+    for assignment in program.assignments:
+        for product in assignment.value.atoms(MatMul):
+            if len(product.args) != 2 or product.args[0] not in fused:
+                continue
+            block, operand = product.args
+            if not isinstance(operand, MatrixSymbol) or split_name(operand)[1] is None:
+                continue
+            argument, k, count = fused[block]
+            groups.setdefault((argument, operand), {})[k] = product
+    before, each_step, known = [], [], {}
+    for (argument, operand), products in groups.items():
+        count = fused[next(iter(products.values())).args[0]][2]
+        rows = next(iter(products.values())).shape[0]
+        if _base(operand) == "x":
+            name = f"x_{argument}"
+            before.append(f"{name} = x @ {argument}.T")
+            index = "t - 1"
+        elif count > 1 and len(products) == count:
+            name = f"{_base(operand)}_{argument}"
+            each_step.append(f"{name} = {loop_name(operand)} @ {argument}.T")
+            index = ""
+        else:
+            continue
+        for k, product in products.items():
+            columns = f"{k * rows}:{(k + 1) * rows}"
+            if count == 1:
+                known[product] = f"{name}[{index}]"
+            elif index:
+                known[product] = f"{name}[{index}, :, {columns}]"
+            else:
+                known[product] = f"{name}[:, {columns}]"
+    return Projections(tuple(before), tuple(each_step), known)
+
+
+def _used(unpack_lines: list[str], code: list[str]) -> list[str]:
+    """The ``w_ii, ... = weight_ih.chunk(4)`` lines whose names the code reads."""
+    words = set(re.findall(r"\w+", "\n".join(code)))
+    return [line for line in unpack_lines if words & set(re.findall(r"\w+", line.split("=")[0]))]
+
+
 def cell_context(derivation: Derivation, suffix: str) -> dict:
     """The forward/backward pair of one layer's step program (``forward{suffix}``, ...)."""
     spec = derivation.spec
@@ -242,14 +309,22 @@ def cell_context(derivation: Derivation, suffix: str) -> dict:
         "sizes": b.sizes,
         "state_bases": list(STATE_BASES),
         "adjoint_sequences": b.adjoint_sequences,
-        "forward_unpack": b.unpack_blocks(forward_params),
-        "backward_unpack": b.unpack_blocks(backward_params),
+        "forward_unpack": [],
+        "backward_unpack": [],
         "forward": b.unrolled_forward() if unrolled else [],
         "backward": b.unrolled_backward() if unrolled else [],
         "loop_forward": b.loop_forward(),
+        "projections": b.projections,
         "loop_backward": b.loop_backward(),
         "gradients": b.gradient_codes(),
     }
+    forward_code = [line.code for line in context["forward"] + context["loop_forward"]]
+    forward_code += list(b.projections.before + b.projections.each_step)
+    backward_code = [line.code for line in context["backward"] + context["loop_backward"]]
+    for g in context["gradients"]:
+        backward_code += [g.total, g.per_step, *g.terms]
+    context["forward_unpack"] = _used(b.unpack_blocks(forward_params), forward_code)
+    context["backward_unpack"] = _used(b.unpack_blocks(backward_params), backward_code)
     if unrolled:
         sources = {"x": "x", "g": "grad_output", **{m: m for m in masks}}
         sources |= {base: f'saved["{base}"]' for base in b.saved}

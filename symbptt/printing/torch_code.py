@@ -31,6 +31,10 @@ class BatchedTorchPrinter(TorchPrinter):
         batch_dims: 1 for per-step tensors ``(B, n)``, 2 for stacked ``(T, B, n)``.
         per_step: with stacked tensors, reduce over the batch only, keeping one result per
             step (``(T, n, m)``), instead of over batch and steps.
+        stacked: for each gate block of a stacked parameter, ``(argument, k, K)``: when a sum
+            holds ``Wₖᵀ uₖ`` for every block k of one parameter, it prints as one matmul
+            ``torch.cat((u₀, ..., u_K₋₁), -1) @ argument`` (the stacked weight).
+        known: code for whole subexpressions computed beforehand (fused projections).
     """
 
     def __init__(
@@ -39,12 +43,21 @@ class BatchedTorchPrinter(TorchPrinter):
         is_parameter: Callable[[MatrixSymbol], bool],
         batch_dims: int = 1,
         per_step: bool = False,
+        stacked: dict[MatrixSymbol, tuple[str, int, int]] | None = None,
+        known: dict[sp.Basic, str] | None = None,
     ) -> None:
         super().__init__()
         self._name = name
         self._is_parameter = is_parameter
         self._batch_dims = batch_dims
         self._per_step = per_step
+        self._stacked = stacked or {}
+        self._known = known or {}
+
+    def _print(self, expr, **kwargs) -> str:
+        if expr in self._known:
+            return self._known[expr]
+        return super()._print(expr, **kwargs)
 
     def _print_MatrixSymbol(self, expr: MatrixSymbol) -> str:
         return self._name(expr)
@@ -54,9 +67,30 @@ class BatchedTorchPrinter(TorchPrinter):
         grouped = isinstance(expr, (MatAdd, HadamardProduct)) or _coefficient(expr) != 1
         return f"({text})" if grouped else text
 
+    def _fused(self, args: list[sp.Basic]) -> tuple[list[str], list[sp.Basic]]:
+        """Terms ``Wₖᵀ uₖ`` over all blocks of a stacked weight, printed as one matmul."""
+        groups: dict[str, dict[int, sp.Basic]] = {}
+        sizes: dict[str, int] = {}
+        for arg in args:
+            if isinstance(arg, MatMul) and len(arg.args) == 2:
+                factor, operand = arg.args
+                if isinstance(factor, Transpose) and factor.arg in self._stacked:
+                    argument, k, count = self._stacked[factor.arg]
+                    groups.setdefault(argument, {})[k] = arg
+                    sizes[argument] = count
+        fused, used = [], set()
+        for argument, terms in groups.items():
+            if len(terms) != sizes[argument] or sizes[argument] < 2:
+                continue
+            operands = [self._print(terms[k].args[1]) for k in range(sizes[argument])]
+            fused.append(f"torch.cat(({', '.join(operands)}), -1) @ {argument}")
+            used.update(terms.values())
+        return fused, [arg for arg in args if arg not in used]
+
     def _print_MatAdd(self, expr: MatAdd) -> str:
-        code = ""
-        for arg in expr.args:
+        fused, rest = self._fused(list(expr.args))
+        code = " + ".join(fused)
+        for arg in rest:
             text = self._print(arg)
             if code and text.startswith("-"):
                 code += f" - {text[1:]}"
