@@ -72,7 +72,7 @@ def _spec_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _derivation(args: argparse.Namespace):
+def derivation_from_args(args: argparse.Namespace):
     from .derivation import derive
 
     return derive(
@@ -116,7 +116,7 @@ def _run_derive(args: argparse.Namespace) -> int:
     from .fileio import check_writable, write_generated
     from .spec import check_module_name
 
-    derivation = _derivation(args)
+    derivation = derivation_from_args(args)
     name = check_module_name(args.name or derivation.spec.default_name)
     module_path = Path(args.out) / f"{name}.py"
     source = derivation.render(name)
@@ -141,7 +141,7 @@ def _run_derive(args: argparse.Namespace) -> int:
 def _run_latex(args: argparse.Namespace) -> int:
     from .fileio import check_writable, write_generated
 
-    derivation = _derivation(args)
+    derivation = derivation_from_args(args)
     path = Path(args.output)
     if args.pdf and path.suffix != ".tex":
         raise CodegenError("--pdf needs a .tex output file")
@@ -159,7 +159,7 @@ def _run_latex(args: argparse.Namespace) -> int:
 def _run_verify(args: argparse.Namespace) -> int:
     from .verify import verify
 
-    derivation = _derivation(args)
+    derivation = derivation_from_args(args)
     print(f"BPTT for {derivation.spec.describe()}")
     return _print_report(
         verify(derivation, device=args.device, dtype=args.dtype, seed=args.seed, batch=args.batch)
