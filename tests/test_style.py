@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.parametrize("command", [["check"], ["format", "--check"]])
 def test_ruff(command):
     result = subprocess.run(
-        [ruff(), *command, "symbptt", "tests"],
+        [ruff(), *command, "symbptt", "tests", "examples", "benchmarks"],
         cwd=ROOT,
         capture_output=True,
         text=True,
