@@ -79,7 +79,7 @@ def forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh):
 def backward(x, h0, saved, weight_ih, weight_hh, grad_output, grad_h_n, per_step=False):
     """Gradients of L, given g_t = grad_output[t - 1] (T, B, 4) and grad_h_n.
 
-    saved is forward's. Returns a dict: "input" (T, B, 3), "h_0", and each
+    saved is forward's. Returns a dict: "input" (like x), "h_0", and each
     parameter's gradient under its torch name (layer 0's); with per_step=True also "per_step",
     each parameter's term at every step (T, *shape), which sum to its gradient, and
     "adjoints", the δ of every step (T, B, size) by name (delta_n, delta_hn, delta_z, delta_r).

@@ -112,7 +112,7 @@ def backward(
 ):
     """Gradients of L, given g_t = grad_output[t - 1] (T, B, 3) and grad_h_n, grad_c_n.
 
-    saved is forward's. Returns a dict: "input" (T, B, 2), "h_0", "c_0", and each
+    saved is forward's. Returns a dict: "input" (like x), "h_0", "c_0", and each
     parameter's gradient under its torch name (layer 0's); with per_step=True also "per_step",
     each parameter's term at every step (T, *shape), which sum to its gradient, and
     "adjoints", the δ of every step (T, B, size) by name (delta_o, delta_g, delta_f, delta_i).

@@ -266,8 +266,9 @@ def _used(unpack_lines: list[str], code: list[str]) -> list[str]:
     return [line for line in unpack_lines if words & set(re.findall(r"\w+", line.split("=")[0]))]
 
 
-def cell_context(derivation: Derivation, suffix: str) -> dict:
-    """The forward/backward pair of one layer's step program (``forward{suffix}``, ...)."""
+def cell_context(derivation: Derivation) -> dict:
+    """The forward/backward pair of the step program. They do not depend on the input size,
+    so every layer and direction of a network runs the same two functions."""
     spec = derivation.spec
     b = _Builder(derivation)
     program, adjoint = derivation.step, derivation.adjoint
@@ -289,7 +290,6 @@ def cell_context(derivation: Derivation, suffix: str) -> dict:
     masks = ["mask"] if program.constants else []
     unrolled = not spec.loop_form
     context = {
-        "suffix": suffix,
         "spec": spec,
         "states": states,
         "forward_args": ["x", *initials, *masks, *forward_params],
@@ -337,9 +337,7 @@ def template_context(derivation: Derivation, name: str, marker: str) -> dict:
     """Everything ``templates/module.py.jinja`` lays out."""
     spec = derivation.spec
     program = derivation.step
-    cells = [cell_context(derivation, "")]
-    if derivation.upper is not None:
-        cells.append(cell_context(derivation.upper, "_upper"))
+    cell = cell_context(derivation)
     layers = []
     for k in range(spec.num_layers):
         for direction in range(spec.directions):
@@ -350,7 +348,6 @@ def template_context(derivation: Derivation, name: str, marker: str) -> dict:
                     "index": len(layers),
                     "layer": k,
                     "reverse": bool(direction),
-                    "cell": cells[min(k, 1)],
                     "parameters": [
                         {
                             "attribute": p.torch_name.removesuffix("_l0") + suffix,
@@ -375,15 +372,14 @@ def template_context(derivation: Derivation, name: str, marker: str) -> dict:
             "backward": [f"{text(a.target)} = {text(a.value)}" for a in derivation.backward_step],
             "boundary": [f"{text(a.target)} = {text(a.value)}" for a in derivation.boundary],
         },
-        "cells": cells,
-        "cell": cells[0],
-        "states": cells[0]["states"],
+        "cell": cell,
+        "states": cell["states"],
         "layers": layers,
         "parameters": [p for layer in layers for p in layer["parameters"]],
         "cell_keys": [p.torch_name for p in derivation.parameters],
         "backward_positions": [
             i
             for i, p in enumerate(derivation.parameters)
-            if p.argument in cells[0]["backward_params"]
+            if p.argument in cell["backward_params"]
         ],
     }
