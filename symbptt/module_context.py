@@ -378,8 +378,6 @@ def template_context(derivation: Derivation, name: str, marker: str) -> dict:
         "parameters": [p for layer in layers for p in layer["parameters"]],
         "cell_keys": [p.torch_name for p in derivation.parameters],
         "backward_positions": [
-            i
-            for i, p in enumerate(derivation.parameters)
-            if p.argument in cell["backward_params"]
+            i for i, p in enumerate(derivation.parameters) if p.argument in cell["backward_params"]
         ],
     }
