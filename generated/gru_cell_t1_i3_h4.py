@@ -15,7 +15,7 @@ Equations (column convention, one sample; the code works on batches of rows, x @
     (Bt)  h̄ₜ = gₜ + W_hrᵀ δʳₜ₊₁ + W_hzᵀ δᶻₜ₊₁ + W_hnᵀ δʰⁿₜ₊₁ + h̄ₜ₊₁ ⊙ zₜ₊₁
           δⁿₜ = h̄ₜ ⊙ (1 − zₜ) ⊙ (1 − nₜ ⊙ nₜ)
           δʰⁿₜ = δⁿₜ ⊙ rₜ
-          δᶻₜ = (−(h̄ₜ ⊙ nₜ) + h̄ₜ ⊙ hₜ₋₁) ⊙ zₜ ⊙ (1 − zₜ)
+          δᶻₜ = h̄ₜ ⊙ (hₜ₋₁ − nₜ) ⊙ zₜ ⊙ (1 − zₜ)
           δʳₜ = δⁿₜ ⊙ aʰⁿₜ ⊙ rₜ ⊙ (1 − rₜ)
           at t = T: h̄₁ = g₁ + gₙ
     (G1) ∂L/∂W_ir = Σₜ δʳₜ xₜᵀ
@@ -96,7 +96,7 @@ def backward(x, h0, saved, weight_ih, weight_hh, grad_output, grad_h_n, per_step
     hbar1 = g1 + grad_h_n  # (B1)
     delta_n1 = hbar1 * (1 - z1) * (1 - n1 * n1)  # (B1)
     delta_hn1 = delta_n1 * r1  # (B1)
-    delta_z1 = (-(hbar1 * n1) + hbar1 * h0) * (z1 * (1 - z1))  # (B1)
+    delta_z1 = hbar1 * (h0 - n1) * (z1 * (1 - z1))  # (B1)
     delta_r1 = delta_n1 * a_hn1 * (r1 * (1 - r1))  # (B1)
     terms = {
         "weight_ih": (  # (G1–G3)

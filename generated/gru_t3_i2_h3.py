@@ -15,7 +15,7 @@ Equations (column convention, one sample; the code works on batches of rows, x @
     (Bt)  h̄ₜ = gₜ + W_hrᵀ δʳₜ₊₁ + W_hzᵀ δᶻₜ₊₁ + W_hnᵀ δʰⁿₜ₊₁ + h̄ₜ₊₁ ⊙ zₜ₊₁
           δⁿₜ = h̄ₜ ⊙ (1 − zₜ) ⊙ (1 − nₜ ⊙ nₜ)
           δʰⁿₜ = δⁿₜ ⊙ rₜ
-          δᶻₜ = (−(h̄ₜ ⊙ nₜ) + h̄ₜ ⊙ hₜ₋₁) ⊙ zₜ ⊙ (1 − zₜ)
+          δᶻₜ = h̄ₜ ⊙ (hₜ₋₁ − nₜ) ⊙ zₜ ⊙ (1 − zₜ)
           δʳₜ = δⁿₜ ⊙ aʰⁿₜ ⊙ rₜ ⊙ (1 − rₜ)
           at t = T: h̄₃ = g₃ + gₙ
     (G1) ∂L/∂W_ir = Σₜ δʳₜ xₜᵀ
@@ -112,17 +112,17 @@ def backward(x, h0, saved, weight_ih, weight_hh, grad_output, grad_h_n, per_step
     hbar3 = g3 + grad_h_n  # (B3)
     delta_n3 = hbar3 * (1 - z3) * (1 - n3 * n3)  # (B3)
     delta_hn3 = delta_n3 * r3  # (B3)
-    delta_z3 = (-(hbar3 * n3) + hbar3 * h2) * (z3 * (1 - z3))  # (B3)
+    delta_z3 = hbar3 * (h2 - n3) * (z3 * (1 - z3))  # (B3)
     delta_r3 = delta_n3 * a_hn3 * (r3 * (1 - r3))  # (B3)
     hbar2 = g2 + delta_r3 @ w_hr + delta_z3 @ w_hz + delta_hn3 @ w_hn + hbar3 * z3  # (B2)
     delta_n2 = hbar2 * (1 - z2) * (1 - n2 * n2)  # (B2)
     delta_hn2 = delta_n2 * r2  # (B2)
-    delta_z2 = (-(hbar2 * n2) + hbar2 * h1) * (z2 * (1 - z2))  # (B2)
+    delta_z2 = hbar2 * (h1 - n2) * (z2 * (1 - z2))  # (B2)
     delta_r2 = delta_n2 * a_hn2 * (r2 * (1 - r2))  # (B2)
     hbar1 = g1 + delta_r2 @ w_hr + delta_z2 @ w_hz + delta_hn2 @ w_hn + hbar2 * z2  # (B1)
     delta_n1 = hbar1 * (1 - z1) * (1 - n1 * n1)  # (B1)
     delta_hn1 = delta_n1 * r1  # (B1)
-    delta_z1 = (-(hbar1 * n1) + hbar1 * h0) * (z1 * (1 - z1))  # (B1)
+    delta_z1 = hbar1 * (h0 - n1) * (z1 * (1 - z1))  # (B1)
     delta_r1 = delta_n1 * a_hn1 * (r1 * (1 - r1))  # (B1)
     terms = {
         "weight_ih_l0": (  # (G1–G3)

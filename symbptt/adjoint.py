@@ -81,8 +81,36 @@ def vjp(expr: sp.Basic, cotangent: sp.Basic, output: MatrixSymbol | None = None)
         raise DerivationError(f"no reverse-mode rule for {type(expr).__name__}: {expr}")
 
 
+def _signed_hadamard(term: sp.Basic) -> tuple[int, HadamardProduct] | None:
+    """``u ⊙ v`` -> ``(1, u ⊙ v)``, ``−(u ⊙ v)`` -> ``(−1, u ⊙ v)``, anything else -> None."""
+    if isinstance(term, HadamardProduct):
+        return 1, term
+    if isinstance(term, MatMul) and len(term.args) == 2 and term.args[0] == -1:
+        inner = term.args[1]
+        if isinstance(inner, HadamardProduct):
+            return -1, inner
+    return None
+
+
 def _sum(terms: list[sp.Basic]) -> sp.Basic:
-    return terms[0] if len(terms) == 1 else MatAdd(*terms)
+    """The sum of contributions; ``c ⊙ a − c ⊙ b`` is written ``c ⊙ (a − b)``.
+
+    Factoring the common cotangent out keeps what a reader would write (the GRU's
+    ``z̄_t = h̄_t ⊙ (h_{t-1} − n_t)``) and saves the code a product.
+    """
+    if len(terms) == 1:
+        return terms[0]
+    signed = [_signed_hadamard(term) for term in terms]
+    if all(signed) and len({product.args[0] for _, product in signed}) == 1:
+        common = signed[0][1].args[0]
+        rest = [
+            (sign, product.args[1] if len(product.args) == 2 else hadamard(*product.args[1:]))
+            for sign, product in signed
+        ]
+        rest.sort(key=lambda item: -item[0])  # positive terms first: a − b, not −b + a
+        inner = [term if sign == 1 else MatMul(-1, term) for sign, term in rest]
+        return hadamard(common, MatAdd(*inner))
+    return MatAdd(*terms)
 
 
 def adjoint_symbol(symbol: MatrixSymbol) -> MatrixSymbol:
