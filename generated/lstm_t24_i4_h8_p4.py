@@ -140,10 +140,11 @@ def backward(
     carry_h = grad_h_n
     carry_c = grad_c_n
     for t in range(STEPS, 0, -1):
+        tanh_c = torch.tanh(c[t])  # (Bt)
         hbar[t - 1] = g[t - 1] + carry_h  # (Bt)
         qbar = hbar[t - 1] @ weight_hr  # (Bt)
-        cbar = carry_c + qbar * o[t - 1] * (1 - torch.tanh(c[t]) * torch.tanh(c[t]))  # (Bt)
-        delta_o[t - 1] = qbar * torch.tanh(c[t]) * (o[t - 1] * (1 - o[t - 1]))  # (Bt)
+        cbar = carry_c + qbar * o[t - 1] * (1 - tanh_c * tanh_c)  # (Bt)
+        delta_o[t - 1] = qbar * tanh_c * (o[t - 1] * (1 - o[t - 1]))  # (Bt)
         delta_g[t - 1] = cbar * i[t - 1] * (1 - ct[t - 1] * ct[t - 1])  # (Bt)
         delta_f[t - 1] = cbar * c[t - 1] * (f[t - 1] * (1 - f[t - 1]))  # (Bt)
         delta_i[t - 1] = cbar * ct[t - 1] * (i[t - 1] * (1 - i[t - 1]))  # (Bt)

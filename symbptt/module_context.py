@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import sympy as sp
 from sympy import MatMul, MatrixSymbol
 
+from .matexpr import Elementwise
 from .printing.names import (
     FINAL_CODE,
     STATE_BASES,
@@ -111,10 +112,12 @@ class _Builder:
         self.loop_forward_printer = BatchedTorchPrinter(
             loop_name, is_parameter, known=self.projections.known
         )
+        self.activations = _activations(d)
         self.loop_backward_printer = BatchedTorchPrinter(
             lambda s: loop_code_name(s, self.blocks, backward_sequences),
             is_parameter,
             stacked=fused,
+            known=dict(self.activations),
         )
         stacked = lambda s: stacked_code_name(s, self.blocks, d.spec.steps)  # noqa: E731
         self.stacked = BatchedTorchPrinter(stacked, is_parameter, batch_dims=2, stacked=fused)
@@ -203,11 +206,31 @@ class _Builder:
         return [self._line(printer, a, "Ft") for a in self.d.step.assignments]
 
     def loop_backward(self) -> list[Line]:
+        """The generic backward step, after the activations it reads (``tanh_c``)."""
         printer = self.loop_backward_printer
-        lines = [self._line(printer, a, "Bt") for a in self.d.adjoint.assignments]
+        lines = [
+            Line(f"{name} = {node.function.torch.format(printer.doprint(node.arg))}", "Bt")
+            for node, name in self.activations.items()
+        ]
+        lines += [self._line(printer, a, "Bt") for a in self.d.adjoint.assignments]
         for state, sent in self.d.adjoint.carry.items():
             lines.append(Line(f"carry_{_base(state.new)} = {printer.doprint(sent)}", "Bt"))
         return lines
+
+
+def _activations(derivation: Derivation) -> dict[Elementwise, str]:
+    """Activations of forward values the backward step reads (``tanh(c_t)`` three times for
+    an LSTM), each named once per step in the loop form: ``tanh_c``."""
+    exprs = [a.value for a in derivation.adjoint.assignments]
+    exprs += list(derivation.adjoint.carry.values())
+    return {
+        node: f"{node.name}_{_base(node.arg)}"
+        for expr in exprs
+        for node in sp.preorder_traversal(expr)
+        if isinstance(node, Elementwise)
+        and node.function.derivative is not None
+        and isinstance(node.arg, MatrixSymbol)
+    }
 
 
 @dataclass(frozen=True)
