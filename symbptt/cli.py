@@ -100,13 +100,14 @@ def _document(derivation, path: Path) -> str:
     raise CodegenError(f"{path}: the document must end in .tex (LaTeX) or .md (Markdown)")
 
 
-def _width() -> int:
+def terminal_width() -> int:
+    """Columns to wrap output at: the terminal's, kept between 60 and 100."""
     return max(60, min(100, shutil.get_terminal_size((100, 24)).columns))
 
 
 def _print_report(report) -> int:
     print()
-    print(textwrap.fill("Verification: " + report.description, width=_width()))
+    print(textwrap.fill("Verification: " + report.description, width=terminal_width()))
     print(report.table())
     print(report.summary())
     return 0 if report.ok else 1
@@ -125,7 +126,7 @@ def _run_derive(args: argparse.Namespace) -> int:
         outputs.append((Path(args.latex), _document(derivation, Path(args.latex))))
     for path, _ in outputs:  # refuse before anything is written
         check_writable(path, force=args.force)
-    print(derivation.to_text(width=_width()))
+    print(derivation.to_text(width=terminal_width()))
     print()
     for path, content in outputs:
         write_generated(path, content, force=args.force)

@@ -15,8 +15,8 @@ The loss is L = h_n.sum() (--loss hn: gₜ = 0, gₙ = 1, c_n's cotangent 0) or 
 from __future__ import annotations
 
 import argparse
-import shutil
 
+from .cli import terminal_width
 from .errors import SpecError
 from .explain_ledger import LOSSES, Explanation, check_single_layer, explain
 from .numeric_inputs import read_input, read_weights, unbatched_input
@@ -91,9 +91,5 @@ def run(args: argparse.Namespace) -> int:
     elif args.format == "markdown":
         print(explanation.to_markdown())
     else:
-        print(explanation.to_text(width=_width()))
+        print(explanation.to_text(width=terminal_width()))
     return 0 if explanation.ok else 1
-
-
-def _width() -> int:
-    return max(60, min(100, shutil.get_terminal_size((100, 24)).columns))

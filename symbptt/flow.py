@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import textwrap
 from pathlib import Path
 
+from .cli import terminal_width
 from .flow_equations import chain_notation, symbolic_lines
 from .flow_numbers import LOSSES, Flow, FlowError, check_supported, gradient_flow
 from .flow_plot import check_plot_path, plot
@@ -69,10 +69,6 @@ def _table(flow: Flow, notation: dict[str, str], markdown: bool) -> list[str]:
     return [line(header)] + [line(row) for row in rows]
 
 
-def _width() -> int:
-    return max(60, min(100, shutil.get_terminal_size((100, 24)).columns))
-
-
 def _wrap(line: str, width: int, indent: int = 0) -> str:
     return textwrap.fill(
         line,
@@ -101,7 +97,7 @@ def _numbers_intro(flow: Flow, notation: dict[str, str], source: str) -> str:
 
 
 def render_text(flow: Flow, equations: list[str], latex: bool, source: str) -> str:
-    width = _width()
+    width = terminal_width()
     notation = chain_notation(flow.spec)
     lines = [_wrap(line, width) for line in _intro(flow, notation)]
     for equation in equations:
