@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import textwrap
 from pathlib import Path
 
 from .cli import terminal_width
@@ -22,6 +21,7 @@ from .flow_numbers import LOSSES, Flow, FlowError, check_supported, gradient_flo
 from .flow_plot import check_plot_path, plot
 from .flow_verdict import check_line, summary, verdict
 from .numeric_inputs import finite_float64, read_input, read_weights, reference_module
+from .printing.text import wrap
 
 HELP = "the Jacobian chain ∂h_T/∂h_t: vanishing and exploding gradients, symbolic and numeric"
 SPEC_OPTIONS = True
@@ -69,16 +69,6 @@ def _table(flow: Flow, notation: dict[str, str], markdown: bool) -> list[str]:
     return [line(header)] + [line(row) for row in rows]
 
 
-def _wrap(line: str, width: int, indent: int = 0) -> str:
-    return textwrap.fill(
-        line,
-        width=width,
-        subsequent_indent=" " * indent,
-        break_long_words=False,
-        break_on_hyphens=False,
-    )
-
-
 def _intro(flow: Flow, notation: dict[str, str]) -> list[str]:
     return [
         f"Gradient flow for {flow.spec.describe()}",
@@ -99,17 +89,17 @@ def _numbers_intro(flow: Flow, notation: dict[str, str], source: str) -> str:
 def render_text(flow: Flow, equations: list[str], latex: bool, source: str) -> str:
     width = terminal_width()
     notation = chain_notation(flow.spec)
-    lines = [_wrap(line, width) for line in _intro(flow, notation)]
+    lines = [wrap(line, width) for line in _intro(flow, notation)]
     for equation in equations:
         if latex:
             lines.append(rf"\[ {equation} \]")
         else:
-            lines.append(_wrap("  " + equation, width, 6))
+            lines.append(wrap("  " + equation, width, 6))
     lines.append("")
-    lines.append(_wrap(_numbers_intro(flow, notation, source), width))
+    lines.append(wrap(_numbers_intro(flow, notation, source), width))
     lines += _table(flow, notation, markdown=False)
-    lines.append(_wrap(summary(flow, notation), width))
-    lines.append(_wrap(check_line(flow), width))
+    lines.append(wrap(summary(flow, notation), width))
+    lines.append(wrap(check_line(flow), width))
     return "\n".join(lines)
 
 

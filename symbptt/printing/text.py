@@ -35,7 +35,8 @@ def text(expr: sp.Basic) -> str:
     return _printer.doprint(expr)
 
 
-def _wrap(line: str, width: int, indent: int) -> str:
+def wrap(line: str, width: int, indent: int = 0) -> str:
+    """``line`` filled to ``width``, continuation lines indented; words are never broken."""
     return textwrap.fill(
         line,
         width=width,
@@ -118,7 +119,7 @@ def derivation_text(derivation: Derivation, width: int = 100) -> str:
 
     def equation(label: str, body: str) -> None:
         tag = f"({label})"
-        lines.append(_wrap(f"{tag:<6} {body}", width, 7))
+        lines.append(wrap(f"{tag:<6} {body}", width, 7))
 
     def equations(label: str, parts: list[str]) -> None:
         """On one line when they fit, else one per line under the label."""
@@ -127,12 +128,12 @@ def derivation_text(derivation: Derivation, width: int = 100) -> str:
             equation(label, joined)
             return
         equation(label, parts[0])
-        lines.extend(_wrap(" " * 7 + part, width, 7) for part in parts[1:])
+        lines.extend(wrap(" " * 7 + part, width, 7) for part in parts[1:])
 
     finals = ", ".join(f"{text(s.final)} = ∂L/∂{s.name}_n" for s in program.states)
     lines.append(f"BPTT for {spec.describe()}")
     lines.append(
-        _wrap(
+        wrap(
             "Column convention, one sample: W x where torch writes x Wᵀ. Cotangents: "
             f"gₜ = ∂L/∂outputₜ, {finals} (h_n.sum().backward() means gₜ = 0, gₙ = 1).",
             width,
@@ -154,7 +155,7 @@ def derivation_text(derivation: Derivation, width: int = 100) -> str:
     equations("Bt", _assignments(derivation.backward_step))
     boundary = _assignments(derivation.boundary)
     lines.append(
-        _wrap(
+        wrap(
             f"       at t = T = {spec.steps}: {', '.join(boundary)} (nothing comes back from "
             "step T+1)",
             width,
@@ -165,7 +166,7 @@ def derivation_text(derivation: Derivation, width: int = 100) -> str:
     cut = [str(k) for k in range(1, spec.steps) if spec.truncated_after(k)]
     if cut:
         lines.append(
-            _wrap(
+            wrap(
                 f"Truncated every {spec.truncate} steps (state detached): at t = "
                 f"{', '.join(cut)} nothing comes back from step t+1; those terms are dropped.",
                 width,
@@ -185,7 +186,7 @@ def derivation_text(derivation: Derivation, width: int = 100) -> str:
 
     if spec.is_network:
         section("Network")
-        lines.extend(_wrap(line, width, 2) for line in network_lines(spec))
+        lines.extend(wrap(line, width, 2) for line in network_lines(spec))
 
     if spec.family != "rnn" or spec.packed:
         section(f"Per-step sums for T = {spec.steps}")
@@ -211,7 +212,7 @@ def _unrolled_text(derivation: Derivation, equation, lines: list[str], width: in
     if derivative.startswith("(") and derivative.endswith(")"):
         derivative = derivative[1:-1]
     lines.append(
-        _wrap(
+        wrap(
             f"Dₜ = diag({derivative}), the nonlinearity's derivative at step t, so that "
             f"u ⊙ f'(hₜ) = Dₜ u. For L = Σ h_n (gₜ = 0, gₙ = 1):",
             width,
@@ -229,7 +230,7 @@ def _unrolled_text(derivation: Derivation, equation, lines: list[str], width: in
             symbol = gradient.of if gradient.once else at_step(gradient.of, k)
             parts.append(f"{_gradient_name(symbol)} = " + " + ".join(map(_printer.chain, chains)))
         equation(tag, parts[0])
-        lines.extend(_wrap(" " * 7 + part, width, 7) for part in parts[1:])
+        lines.extend(wrap(" " * 7 + part, width, 7) for part in parts[1:])
     if derivation.spec.steps >= 3:
         example = (
             (
@@ -241,7 +242,7 @@ def _unrolled_text(derivation: Derivation, equation, lines: list[str], width: in
             else ""
         )
         lines.append(
-            _wrap(
+            wrap(
                 "Each term is a CHAIN of matrix products, read right to left from gₙ; multiplying "
                 "per-step factors element-wise instead is the classic hand-derivation mistake."
                 + example,
@@ -254,5 +255,5 @@ def _unrolled_text(derivation: Derivation, equation, lines: list[str], width: in
     for delta, chains in reversed(general.deltas):
         lines.append(
             "       "
-            + _wrap(f"{text(delta)} = " + " + ".join(map(_printer.chain, chains)), width - 7, 7)
+            + wrap(f"{text(delta)} = " + " + ".join(map(_printer.chain, chains)), width - 7, 7)
         )
