@@ -65,8 +65,6 @@ def forward(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr):
     x: (T, B, 4); h0: (B, 4); c0: (B, 8); parameters with torch's shapes.
     output: (T, B, 4), h_1 ... h_T; saved: the per-step values backward reads.
     """
-    b_ii, b_if, b_ig, b_io = bias_ih.chunk(4)
-    b_hi, b_hf, b_hg, b_ho = bias_hh.chunk(4)
     batch = x.shape[1]
     h = x.new_empty((STEPS + 1, batch, 4))
     h[0] = h0
@@ -77,20 +75,26 @@ def forward(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr):
     ct = x.new_empty((STEPS, batch, 8))
     o = x.new_empty((STEPS, batch, 8))
     q = x.new_empty((STEPS, batch, 8))
-    x_weight_ih = x @ weight_ih.T  # every step's input projection at once
+    x_weight_ih = x @ weight_ih.T + (bias_ih + bias_hh)  # every step's input projection at once
     for t in range(1, STEPS + 1):
-        h_weight_hh = h[t - 1] @ weight_hh.T  # all gates at once
-        a_i = x_weight_ih[t - 1, :, 0:8] + b_ii + h_weight_hh[:, 0:8] + b_hi  # (Ft)
-        i[t - 1] = torch.sigmoid(a_i)  # (Ft)
-        a_f = x_weight_ih[t - 1, :, 8:16] + b_if + h_weight_hh[:, 8:16] + b_hf  # (Ft)
-        f[t - 1] = torch.sigmoid(a_f)  # (Ft)
-        a_g = x_weight_ih[t - 1, :, 16:24] + b_ig + h_weight_hh[:, 16:24] + b_hg  # (Ft)
-        ct[t - 1] = torch.tanh(a_g)  # (Ft)
-        a_o = x_weight_ih[t - 1, :, 24:32] + b_io + h_weight_hh[:, 24:32] + b_ho  # (Ft)
-        o[t - 1] = torch.sigmoid(a_o)  # (Ft)
-        c[t] = f[t - 1] * c[t - 1] + i[t - 1] * ct[t - 1]  # (Ft)
-        q[t - 1] = o[t - 1] * torch.tanh(c[t])  # (Ft)
-        h[t] = q[t - 1] @ weight_hr.T  # (Ft)
+        i_t = i[t - 1]
+        f_t = f[t - 1]
+        ct_t = ct[t - 1]
+        o_t = o[t - 1]
+        c_t = c[t]
+        q_t = q[t - 1]
+        a = torch.addmm(x_weight_ih[t - 1], h[t - 1], weight_hh.T)  # all gates at once
+        a_i = a[:, 0:8]  # (Ft)
+        torch.sigmoid(a_i, out=i_t)  # (Ft)
+        a_f = a[:, 8:16]  # (Ft)
+        torch.sigmoid(a_f, out=f_t)  # (Ft)
+        a_g = a[:, 16:24]  # (Ft)
+        torch.tanh(a_g, out=ct_t)  # (Ft)
+        a_o = a[:, 24:32]  # (Ft)
+        torch.sigmoid(a_o, out=o_t)  # (Ft)
+        torch.add(f_t * c[t - 1], i_t * ct_t, out=c_t)  # (Ft)
+        torch.mul(o_t, torch.tanh(c_t), out=q_t)  # (Ft)
+        h[t] = q_t @ weight_hr.T  # (Ft)
     saved = {
         "i": i,
         "f": f,
@@ -140,19 +144,25 @@ def backward(
     carry_h = grad_h_n
     carry_c = grad_c_n
     for t in range(STEPS, 0, -1):
+        hbar_t = hbar[t - 1]
+        o_t = o[t - 1]
+        delta_o_t = delta_o[t - 1]
+        i_t = i[t - 1]
+        ct_t = ct[t - 1]
+        delta_g_t = delta_g[t - 1]
+        f_t = f[t - 1]
+        delta_f_t = delta_f[t - 1]
+        delta_i_t = delta_i[t - 1]
         tanh_c = torch.tanh(c[t])  # (Bt)
-        hbar[t - 1] = g[t - 1] + carry_h  # (Bt)
-        qbar = hbar[t - 1] @ weight_hr  # (Bt)
-        cbar = carry_c + qbar * o[t - 1] * (1 - tanh_c * tanh_c)  # (Bt)
-        delta_o[t - 1] = qbar * tanh_c * (o[t - 1] * (1 - o[t - 1]))  # (Bt)
-        delta_g[t - 1] = cbar * i[t - 1] * (1 - ct[t - 1] * ct[t - 1])  # (Bt)
-        delta_f[t - 1] = cbar * c[t - 1] * (f[t - 1] * (1 - f[t - 1]))  # (Bt)
-        delta_i[t - 1] = cbar * ct[t - 1] * (i[t - 1] * (1 - i[t - 1]))  # (Bt)
-        carry_h = (
-            torch.cat((delta_i[t - 1], delta_f[t - 1], delta_g[t - 1], delta_o[t - 1]), -1)
-            @ weight_hh
-        )  # (Bt)
-        carry_c = cbar * f[t - 1]  # (Bt)
+        torch.add(g[t - 1], carry_h, out=hbar_t)  # (Bt)
+        qbar = hbar_t @ weight_hr  # (Bt)
+        cbar = carry_c + qbar * o_t * (1 - tanh_c * tanh_c)  # (Bt)
+        torch.mul(qbar * tanh_c, (o_t * (1 - o_t)), out=delta_o_t)  # (Bt)
+        torch.mul(cbar * i_t, (1 - ct_t * ct_t), out=delta_g_t)  # (Bt)
+        torch.mul(cbar * c[t - 1], (f_t * (1 - f_t)), out=delta_f_t)  # (Bt)
+        torch.mul(cbar * ct_t, (i_t * (1 - i_t)), out=delta_i_t)  # (Bt)
+        carry_h = torch.cat((delta_i_t, delta_f_t, delta_g_t, delta_o_t), -1) @ weight_hh  # (Bt)
+        carry_c = cbar * f_t  # (Bt)
     grads = {
         "weight_ih_l0": torch.cat(
             (

@@ -39,10 +39,10 @@ def forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh):
     batch = x.shape[1]
     h = x.new_empty((STEPS + 1, batch, 16))
     h[0] = h0
-    x_weight_ih = x @ weight_ih.T  # every step's input projection at once
+    x_weight_ih = x @ weight_ih.T + (bias_ih + bias_hh)  # every step's input projection at once
     for t in range(1, STEPS + 1):
-        z = x_weight_ih[t - 1] + bias_ih + h[t - 1] @ weight_hh.T + bias_hh  # (Ft)
-        h[t] = torch.tanh(z)  # (Ft)
+        z = torch.addmm(x_weight_ih[t - 1], h[t - 1], weight_hh.T)  # (Ft)
+        torch.tanh(z, out=h[t])  # (Ft)
     saved = {
         "h": h[1:],
     }
@@ -63,9 +63,11 @@ def backward(x, h0, saved, weight_ih, weight_hh, grad_output, grad_h_n, per_step
     g = grad_output
     carry_h = grad_h_n
     for t in range(STEPS, 0, -1):
+        h_t = h[t]
+        delta_t = delta[t - 1]
         hbar = g[t - 1] + carry_h  # (Bt)
-        delta[t - 1] = hbar * (1 - h[t] * h[t])  # (Bt)
-        carry_h = delta[t - 1] @ weight_hh  # (Bt)
+        torch.mul(hbar, (1 - h_t * h_t), out=delta_t)  # (Bt)
+        carry_h = delta_t @ weight_hh  # (Bt)
     grads = {
         "weight_ih_l0": delta.flatten(0, 1).T @ x.flatten(0, 1),  # (G1)
         "weight_hh_l0": delta.flatten(0, 1).T @ h[:-1].flatten(0, 1),  # (G2)

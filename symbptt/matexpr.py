@@ -28,6 +28,8 @@ class ElementwiseFunction:
     torch: str
     derivative: str | None = None
     """Name of the function of the output that gives this function's derivative."""
+    torch_out: str | None = None
+    """The torch call writing into an existing tensor ``{1}`` (``out=``), where torch has one."""
 
 
 _y = sp.Symbol("y")
@@ -39,6 +41,7 @@ FUNCTIONS: dict[str, ElementwiseFunction] = {
         "tanh({0})",
         "torch.tanh({0})",
         derivative="dtanh",
+        torch_out="torch.tanh({0}, out={1})",
     ),
     "relu": ElementwiseFunction(
         sp.Lambda(_y, sp.Max(0, _y)),
@@ -53,6 +56,7 @@ FUNCTIONS: dict[str, ElementwiseFunction] = {
         "σ({0})",
         "torch.sigmoid({0})",
         derivative="dsigmoid",
+        torch_out="torch.sigmoid({0}, out={1})",
     ),
     "dtanh": ElementwiseFunction(
         sp.Lambda(_y, 1 - _y**2),

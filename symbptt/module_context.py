@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import sympy as sp
-from sympy import MatMul, MatrixSymbol
+from sympy import MatAdd, MatMul, MatrixSymbol
 
 from .matexpr import Elementwise
+from .printing.loop_step import alias_slots, is_slot, store
 from .printing.names import (
     FINAL_CODE,
     STATE_BASES,
@@ -108,9 +109,9 @@ class _Builder:
             for k, block in enumerate(p.blocks)
         }
         loop_name = lambda s: loop_code_name(s, self.blocks, forward_sequences)  # noqa: E731
-        self.projections = _projections(program, fused, loop_name)
+        self.projections = _projections(program, fused, self.blocks, loop_name)
         self.loop_forward_printer = BatchedTorchPrinter(
-            loop_name, is_parameter, known=self.projections.known
+            loop_name, is_parameter, known_sums=self.projections.known_sums
         )
         self.activations = _activations(d)
         self.loop_backward_printer = BatchedTorchPrinter(
@@ -201,21 +202,39 @@ class _Builder:
 
     # --- loop form -----------------------------------------------------------------------
 
+    def _loop_line(self, printer, assignment, label: str) -> Line:
+        target = printer.doprint(assignment.target)
+        if is_slot(target):
+            return Line(store(printer, target, assignment.value), label)
+        return self._line(printer, assignment, label)
+
     def loop_forward(self) -> list[Line]:
+        """The generic forward step: the projections of every gate, then each assignment."""
         printer = self.loop_forward_printer
-        return [self._line(printer, a, "Ft") for a in self.d.step.assignments]
+        lines = [Line(code, "all gates at once") for code in self.projections.each_step]
+        lines += [self._loop_line(printer, a, "(Ft)") for a in self.d.step.assignments]
+        return _with_aliases(lines)
 
     def loop_backward(self) -> list[Line]:
         """The generic backward step, after the activations it reads (``tanh_c``)."""
         printer = self.loop_backward_printer
         lines = [
-            Line(f"{name} = {node.function.torch.format(printer.doprint(node.arg))}", "Bt")
+            Line(f"{name} = {node.function.torch.format(printer.doprint(node.arg))}", "(Bt)")
             for node, name in self.activations.items()
         ]
-        lines += [self._line(printer, a, "Bt") for a in self.d.adjoint.assignments]
+        lines += [self._loop_line(printer, a, "(Bt)") for a in self.d.adjoint.assignments]
         for state, sent in self.d.adjoint.carry.items():
-            lines.append(Line(f"carry_{_base(state.new)} = {printer.doprint(sent)}", "Bt"))
-        return lines
+            lines.append(Line(f"carry_{_base(state.new)} = {printer.doprint(sent)}", "(Bt)"))
+        return _with_aliases(lines)
+
+
+def _with_aliases(lines: list[Line]) -> list[Line]:
+    """The step's lines after :func:`alias_slots`, its aliases first."""
+    taken = set(re.findall(r"\w+", "\n".join(line.code for line in lines)))
+    aliases, codes = alias_slots([line.code for line in lines], taken)
+    return [Line(code, "") for code in aliases] + [
+        Line(code, line.label) for code, line in zip(codes, lines, strict=True)
+    ]
 
 
 def _activations(derivation: Derivation) -> dict[Elementwise, str]:
@@ -237,49 +256,108 @@ def _activations(derivation: Derivation) -> dict[Elementwise, str]:
 class Projections:
     """Matrix products the loop form computes in one go instead of block by block.
 
-    ``before`` runs once before the loop (``x_weight_ih = x @ weight_ih.T``, every step at
-    once); ``each_step`` opens every iteration (``h_weight_hh = h[t - 1] @ weight_hh.T``, all
-    gates at once); ``known`` maps each block's product to its slice of those.
+    ``before`` runs once before the loop: every step's input projection with the biases that
+    are added to it folded in (``x_weight_ih = x @ weight_ih.T + (bias_ih + bias_hh)``);
+    ``each_step`` opens every iteration: all gates' hidden projection at once, added to the
+    input projection in one ``addmm`` where a gate's pre-activation is just their sum
+    (``a = torch.addmm(x_weight_ih[t - 1], h[t - 1], weight_hh.T)``). ``known_sums`` maps the
+    terms each of those stands for to its slice (``a[:, 0:128]``).
     """
 
     before: tuple[str, ...]
     each_step: tuple[str, ...]
-    known: dict[sp.Basic, str]
+    known_sums: dict[frozenset[sp.Basic], str]
 
 
-def _projections(program, fused: dict, loop_name) -> Projections:
-    groups: dict[tuple[str, MatrixSymbol], dict[int, MatMul]] = {}
+def _columns(k: int, rows: int, count: int) -> str:
+    return "" if count == 1 else f":, {k * rows}:{(k + 1) * rows}"
+
+
+def _slice(name: str, index: str, columns: str) -> str:
+    inside = ", ".join(part for part in (index, columns) if part)
+    return f"{name}[{inside}]" if inside else name
+
+
+def _folded_bias(biases: dict[int, list[MatrixSymbol]], fused: dict, blocks: dict) -> str | None:
+    """Code of the bias each block's input projection absorbs, or None when none does."""
+    if not any(biases.values()) or not all(biases.values()):
+        return None
+    arguments = [tuple(fused[b][0] for b in biases[k]) for k in sorted(biases)]
+    whole = all(fused[b][1] == k for k in biases for b in biases[k])
+    if whole and len(set(arguments)) == 1:
+        terms = arguments[0]
+    else:
+        parts = [" + ".join(blocks[b] for b in biases[k]) for k in sorted(biases)]
+        return f"torch.cat(({', '.join(parts)}))"
+    return terms[0] if len(terms) == 1 else f"({' + '.join(terms)})"
+
+
+def _projections(program, fused: dict, blocks: dict, loop_name) -> Projections:
+    """Group the products ``Wₖ v`` of every block k of a stacked parameter with one operand."""
+    groups: dict[tuple[str, MatrixSymbol], dict[int, tuple[MatMul, MatAdd | None]]] = {}
     for assignment in program.assignments:
-        for product in assignment.value.atoms(MatMul):
-            if len(product.args) != 2 or product.args[0] not in fused:
-                continue
-            block, operand = product.args
-            if not isinstance(operand, MatrixSymbol) or split_name(operand)[1] is None:
-                continue
-            argument, k, count = fused[block]
-            groups.setdefault((argument, operand), {})[k] = product
+        for node in sp.preorder_traversal(assignment.value):
+            terms = node.args if isinstance(node, MatAdd) else (node,)
+            for product in terms:
+                if not isinstance(product, MatMul) or len(product.args) != 2:
+                    continue
+                block, operand = product.args
+                if block not in fused or not isinstance(operand, MatrixSymbol):
+                    continue
+                if split_name(operand)[1] is None:
+                    continue
+                argument, k, _ = fused[block]
+                parent = node if isinstance(node, MatAdd) else None
+                groups.setdefault((argument, operand), {}).setdefault(k, (product, parent))
     before, each_step, known = [], [], {}
+    inputs: dict[MatAdd, tuple[frozenset, str]] = {}
     for (argument, operand), products in groups.items():
-        count = fused[next(iter(products.values())).args[0]][2]
-        rows = next(iter(products.values())).shape[0]
-        if _base(operand) == "x":
-            name = f"x_{argument}"
-            before.append(f"{name} = x @ {argument}.T")
-            index = "t - 1"
-        elif count > 1 and len(products) == count:
+        if _base(operand) != "x":
+            continue
+        count = fused[next(iter(products.values()))[0].args[0]][2]
+        rows = next(iter(products.values()))[0].shape[0]
+        biases = {
+            k: [
+                a
+                for a in (parent.args if parent is not None else ())
+                if a in fused and a.shape[1] == 1
+            ]
+            for k, (_, parent) in products.items()
+        }
+        bias = _folded_bias(biases, fused, blocks) if len(products) == count else None
+        name = f"x_{argument}"
+        before.append(f"{name} = x @ {argument}.T" + (f" + {bias}" if bias else ""))
+        for k, (product, parent) in products.items():
+            terms = frozenset([product, *(biases[k] if bias else ())])
+            known[terms] = _slice(name, "t - 1", _columns(k, rows, count))
+            if parent is not None:
+                inputs[parent] = (terms, name)
+    for (argument, operand), products in groups.items():
+        count = fused[next(iter(products.values()))[0].args[0]][2]
+        if _base(operand) == "x" or len(products) != count:
+            continue
+        rows = next(iter(products.values()))[0].shape[0]
+        parents = [parent for _, parent in products.values()]
+        whole = all(
+            parent is not None
+            and parent in inputs
+            and set(parent.args) == inputs[parent][0] | {product}
+            for product, parent in products.values()
+        )
+        if whole:
+            x_name = inputs[parents[0]][1]
+            addmm = f"torch.addmm({x_name}[t - 1], {loop_name(operand)}, {argument}.T)"
+            if count == 1:
+                known[frozenset(parents[0].args)] = addmm
+                continue
+            each_step.append(f"a = {addmm}")
+            for k, (_, parent) in products.items():
+                known[frozenset(parent.args)] = f"a[{_columns(k, rows, count)}]"
+        elif count > 1:
             name = f"{_base(operand)}_{argument}"
             each_step.append(f"{name} = {loop_name(operand)} @ {argument}.T")
-            index = ""
-        else:
-            continue
-        for k, product in products.items():
-            columns = f"{k * rows}:{(k + 1) * rows}"
-            if count == 1:
-                known[product] = f"{name}[{index}]"
-            elif index:
-                known[product] = f"{name}[{index}, :, {columns}]"
-            else:
-                known[product] = f"{name}[:, {columns}]"
+            for k, (product, _) in products.items():
+                known[frozenset([product])] = f"{name}[{_columns(k, rows, count)}]"
     return Projections(tuple(before), tuple(each_step), known)
 
 
@@ -342,7 +420,7 @@ def cell_context(derivation: Derivation) -> dict:
         "gradients": b.gradient_codes(),
     }
     forward_code = [line.code for line in context["forward"] + context["loop_forward"]]
-    forward_code += list(b.projections.before + b.projections.each_step)
+    forward_code += list(b.projections.before)
     backward_code = [line.code for line in context["backward"] + context["loop_backward"]]
     for g in context["gradients"]:
         backward_code += [g.total, g.per_step, *g.terms]

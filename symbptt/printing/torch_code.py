@@ -35,6 +35,9 @@ class BatchedTorchPrinter(TorchPrinter):
             holds ``Wₖᵀ uₖ`` for every block k of one parameter, it prints as one matmul
             ``torch.cat((u₀, ..., u_K₋₁), -1) @ argument`` (the stacked weight).
         known: code for whole subexpressions computed beforehand (fused projections).
+        known_sums: code for sets of terms of a sum computed beforehand: a sum holding every
+            term of a set prints that code in their place (``W_ii x + b_ii + b_hi`` ->
+            ``x_weight_ih[t - 1, :, 0:128]``, the input projection with its biases folded in).
     """
 
     def __init__(
@@ -45,6 +48,7 @@ class BatchedTorchPrinter(TorchPrinter):
         per_step: bool = False,
         stacked: dict[MatrixSymbol, tuple[str, int, int]] | None = None,
         known: dict[sp.Basic, str] | None = None,
+        known_sums: dict[frozenset[sp.Basic], str] | None = None,
     ) -> None:
         super().__init__()
         self._name = name
@@ -53,6 +57,7 @@ class BatchedTorchPrinter(TorchPrinter):
         self._per_step = per_step
         self._stacked = stacked or {}
         self._known = known or {}
+        self._known_sums = sorted((known_sums or {}).items(), key=lambda item: -len(item[0]))
 
     def _print(self, expr, **kwargs) -> str:
         if expr in self._known:
@@ -87,11 +92,24 @@ class BatchedTorchPrinter(TorchPrinter):
             used.update(terms.values())
         return fused, [arg for arg in args if arg not in used]
 
+    def _computed(self, args: list[sp.Basic]) -> tuple[list[str], list[sp.Basic]]:
+        """Sets of terms computed beforehand (``known_sums``), largest first."""
+        codes, rest = [], set(args)
+        for terms, code in self._known_sums:
+            if terms <= rest:
+                codes.append(code)
+                rest -= terms
+        return codes, [arg for arg in args if arg in rest]
+
+    def terms(self, expr: MatAdd) -> list[str]:
+        """The printed terms of a sum, after the known and fused groups are put in."""
+        computed, args = self._computed(list(expr.args))
+        fused, rest = self._fused(args)
+        return computed + fused + [self._print(arg) for arg in rest]
+
     def _print_MatAdd(self, expr: MatAdd) -> str:
-        fused, rest = self._fused(list(expr.args))
-        code = " + ".join(fused)
-        for arg in rest:
-            text = self._print(arg)
+        code = ""
+        for text in self.terms(expr):
             if code and text.startswith("-"):
                 code += f" - {text[1:]}"
             else:
