@@ -1,20 +1,24 @@
-"""Benchmarks of symbptt, written to docs/benchmarks.md.
+"""Benchmarks of symbptt, written to docs/benchmarks.md (figures as PNG files beside it).
 
-    python benchmarks/run.py [--quick] [--out docs/benchmarks.md]
+    python benchmarks/run.py [--quick] [--cap N] [--out docs/benchmarks.md]
 
 Every figure is a ratio against a baseline measured in the same run on the same machine:
 the derivation against SymPy's brute-force ``diff`` of the unrolled scalar loss (the obvious
-approach), and the generated modules against torch's own modules with autograd. Timings are
-medians of repeated runs; the naive symbolic side runs under a time cap in a subprocess and is
-reported as "> cap" when it does not finish.
+approach), the generated modules against torch's own modules with autograd and against the
+same matrix products run alone (what this machine's matmul attains), their saved activations
+against autograd's. Timings are medians of repeated runs, each measurement in a fresh
+interpreter; the naive symbolic side runs under a time cap and is reported as "> cap" when it
+does not finish. The last table judges every target of the issue from these figures.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -22,10 +26,22 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks import flops, memory, plots, status  # noqa: E402
+
+FOUNDING, MEDIUM, LARGE = status.FOUNDING, status.MEDIUM, status.LARGE
+CELLS, DTYPES = status.CELLS, status.DTYPES
+THREADS = 2
 
 
-def _python(code: str, timeout: float) -> dict | None:
-    """Run ``code`` in a fresh interpreter; it prints one JSON object. None on time-out."""
+class MeasurementError(RuntimeError):
+    """A measuring interpreter failed; the message carries its stderr."""
+
+
+def _python(code: str, timeout: float) -> object | None:
+    """Run ``code`` in a fresh interpreter; it prints one JSON value last. None on time-out."""
     try:
         result = subprocess.run(
             [sys.executable, "-c", code],
@@ -33,11 +49,15 @@ def _python(code: str, timeout: float) -> dict | None:
             text=True,
             timeout=timeout,
             cwd=ROOT,
-            check=True,
         )
     except subprocess.TimeoutExpired:
         return None
+    if result.returncode != 0:
+        raise MeasurementError(result.stderr.strip()[-2000:] or f"exit {result.returncode}")
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+# Measurements, each in a fresh interpreter.
 
 
 def derivation_time(steps: int, input_size: int, hidden_size: int, repeats: int = 3) -> float:
@@ -83,14 +103,60 @@ def command_time(*args: str, repeats: int = 3) -> float:
     return statistics.median(times)
 
 
-def module_ratio(
+def source_sizes(cells: tuple[str, ...], steps: tuple[int, ...]) -> dict[str, dict[int, int]]:
+    """Bytes of the loop form's generated source, per cell and number of steps (I=1, H=2)."""
+    code = f"""
+import json, symbptt
+print(json.dumps({{
+    cell: {{
+        steps: len(symbptt.derive(cell=cell, steps=steps, loop=True).render().encode())
+        for steps in {steps!r}
+    }}
+    for cell in {cells!r}
+}}))
+"""
+    sizes = _python(code, 600)
+    return {
+        cell: {int(t): size for t, size in by_steps.items()} for cell, by_steps in sizes.items()
+    }
+
+
+def scalar_view_time(
+    steps: int, input_size: int, hidden_size: int, backend: str, cap: float = 120.0
+) -> float | None:
+    """Seconds of ``symbptt.scalar_view.scalar_view`` (with CSE) on a derived RNN layer.
+
+    Runs in a fresh interpreter under ``cap`` seconds; the derivation itself is not timed.
+    Returns ``math.inf`` past the cap and None when the module is missing or the call fails.
+    """
+    code = f"""
+import json, time, symbptt
+from symbptt.scalar_view import scalar_view
+d = symbptt.derive(steps={steps}, input_size={input_size}, hidden_size={hidden_size})
+start = time.perf_counter()
+scalar_view(d, backend={backend!r})
+print(json.dumps(time.perf_counter() - start))
+"""
+    try:
+        seconds = _python(code, cap)
+    except (MeasurementError, ValueError):
+        return None
+    return math.inf if seconds is None else seconds
+
+
+def module_times(
     cell: str, steps: int, batch: int, input_size: int, hidden_size: int, dtype: str, runs: int
 ) -> dict:
-    """Median forward+backward seconds of the generated module and torch's, 2 threads."""
+    """Median forward+backward seconds: generated module, torch's, and the plain matmuls.
+
+    The three run in turn within each round (so load on the machine hits them alike), after
+    three warm-up rounds, with ``THREADS`` threads.
+    """
     code = f"""
 import json, time, statistics, torch, symbptt
 from symbptt.verify import torch_reference
-torch.set_num_threads(2)
+from benchmarks.flops import plain_matmuls
+torch.set_num_threads({THREADS})
 d = symbptt.derive(cell={cell!r}, steps={steps}, input_size={input_size},
                    hidden_size={hidden_size})
 dtype = getattr(torch, {dtype!r})
@@ -104,98 +170,336 @@ def step(layer):
     output, _ = layer(x)
     output.backward(g)
 
-def median(layer):
-    for _ in range(3):
-        step(layer)
-    times = []
-    for _ in range({runs}):
+contenders = {{
+    "ours": lambda: step(generated),
+    "torch": lambda: step(reference),
+    "matmul": plain_matmuls({cell!r}, {steps}, {batch}, {input_size}, {hidden_size}, dtype),
+}}
+for _ in range(3):
+    for run in contenders.values():
+        run()
+times = {{name: [] for name in contenders}}
+for _ in range({runs}):
+    for name, run in contenders.items():
         start = time.perf_counter()
-        step(layer)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-ours, theirs = median(generated), median(reference)
-print(json.dumps({{"ours": ours, "torch": theirs}}))
+        run()
+        times[name].append(time.perf_counter() - start)
+print(json.dumps({{name: statistics.median(values) for name, values in times.items()}}))
 """
     return _python(code, 900)
 
 
-def machine() -> str:
-    return (
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}"
-    )
+def memory_rows(sizes: list[tuple[int, int, int, int]]) -> list[dict]:
+    """Saved-for-backward bytes of every cell, size and dtype (benchmarks/memory.py)."""
+    code = f"""
+import json
+from benchmarks.memory import saved_memory
+rows = []
+for cell in {CELLS!r}:
+    for steps, batch, n_in, n_h in {sizes!r}:
+        for dtype in {DTYPES!r}:
+            row = dict(cell=cell, steps=steps, batch=batch, input=n_in, hidden=n_h, dtype=dtype)
+            rows.append(row | saved_memory(cell, steps, batch, n_in, n_h, dtype))
+print(json.dumps(rows))
+"""
+    return _python(code, 900)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
-    parser.add_argument("--quick", action="store_true", help="fewer sizes and runs")
-    parser.add_argument("--cap", type=float, default=120.0, help="seconds for the naive side")
-    args = parser.parse_args(argv)
-    (ROOT / "build").mkdir(exist_ok=True)
-    import torch
+# Sections: each measures, fills ``results`` and returns its markdown lines.
 
+
+def _say(line: str) -> str:
+    print(line, flush=True)
+    return line
+
+
+def derivation_section(args: argparse.Namespace, results: dict) -> list[str]:
     lines = [
-        "# Benchmarks",
-        "",
-        "Generated by `python benchmarks/run.py`; every ratio is measured in the same run.",
-        f"Machine: {machine()}, torch {torch.__version__} (CPU).",
-        "",
         "## Derivation",
         "",
         "| T | I | H | symbptt derive + render (s) | naive SymPy diff (s) | speed-up |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
+    results["derivation"] = []
     for steps, n_in, n_h in ((3, 1, 2), (10, 1, 2), (8, 2, 4)):
         ours = derivation_time(steps, n_in, n_h)
         naive = naive_time(steps, n_in, n_h, args.cap)
-        naive_text = f"> {args.cap:.0f}" if naive is None else f"{naive:.2f}"
+        results["derivation"].append(
+            {"steps": steps, "input": n_in, "hidden": n_h, "ours": ours, "naive": naive}
+        )
+        naive_text = f"> {args.cap:g}" if naive is None else f"{naive:.2f}"
         ratio = f"> {args.cap / ours:.0f}×" if naive is None else f"{naive / ours:.0f}×"
-        lines.append(f"| {steps} | {n_in} | {n_h} | {ours:.3f} | {naive_text} | {ratio} |")
-        print(lines[-1], flush=True)
+        lines.append(_say(f"| {steps} | {n_in} | {n_h} | {ours:.3f} | {naive_text} | {ratio} |"))
     t100, t200 = derivation_time(100, 4, 8), derivation_time(200, 4, 8)
-    lines += [
+    results["linear"] = {"t100": t100, "t200": t200}
+    return lines + [
         "",
-        f"Linear in T: derive + render at T = 100: {t100:.3f} s, T = 200: {t200:.3f} s, "
-        f"ratio {t200 / t100:.2f} (target ≤ 2.2).",
+        _say(
+            f"Linear in T (I = 4, H = 8): derive + render at T = 100: {t100:.3f} s, "
+            f"T = 200: {t200:.3f} s, ratio {t200 / t100:.2f} (target ≤ 2.2)."
+        ),
+    ]
+
+
+def scaling_section(args: argparse.Namespace, results: dict, out: Path) -> list[str]:
+    """Derivation time against T (I=1, H=2): symbptt up to T=1000, naive T=1..6 under the cap."""
+    if args.quick:
+        ours_steps = (1, 2, 3, 6, 10, 20, 100, 1000)
+    else:
+        ours_steps = (1, 2, 3, 4, 5, 6, 8, 10, 16, 17, 20, 50, 100, 200, 500, 1000)
+    ours = {steps: derivation_time(steps, 1, 2) for steps in ours_steps}
+    naive: dict[int, float | None] = {}
+    for steps in range(1, 7):
+        naive[steps] = naive_time(steps, 1, 2, args.cap)
+        if naive[steps] is None:
+            break  # it only grows with T
+    for row in results.get("derivation", []):
+        if (row["input"], row["hidden"]) == (1, 2):
+            naive.setdefault(row["steps"], row["naive"])
+    results["scaling"] = {"ours": ours, "naive": naive}
+    path = plots.derivation_plot(ours, naive, args.cap, out.with_name(f"{out.stem}-derivation.png"))
+    lines = [
+        "## Derivation time against T",
         "",
-        "## Command line, cold start (wall time, median of 3)",
+        f"![Derivation time against T]({path.name})",
+        "",
+        "RNN, I = 1, H = 2; symbptt derive + render (median of 3, fresh process per T; the code "
+        "switches from unrolled to loop form above 16 steps) and SymPy's diff of the unrolled "
+        f"scalar loss (T = 1 … 6, and T = 10 from the table above; cap {args.cap:g} s).",
+        "",
+        "| T | " + " | ".join(str(t) for t in ours) + " |",
+        "| --- |" + " --- |" * len(ours),
+        "| symbptt (s) | " + " | ".join(f"{ours[t]:.3f}" for t in ours) + " |",
+        "",
+        "| T | " + " | ".join(str(t) for t in sorted(naive)) + " |",
+        "| --- |" + " --- |" * len(naive),
+        "| naive (s) | "
+        + " | ".join(
+            f"> {args.cap:g}" if naive[t] is None else f"{naive[t]:.2f}" for t in sorted(naive)
+        )
+        + " |",
+    ]
+    print(f"derivation plot: {path}", flush=True)
+    return lines
+
+
+def source_section(results: dict) -> list[str]:
+    sizes = source_sizes(CELLS, (100, 1000))
+    results["source_size"] = sizes
+    lines = [
+        "## Loop form: generated source size",
+        "",
+        "Bytes of `Derivation.render()` with `loop=True` (I = 1, H = 2); the loop form's source "
+        "should not grow with T (only the digits of T change).",
+        "",
+        "| module | T = 100 (bytes) | T = 1000 (bytes) | difference |",
+        "| --- | --- | --- | --- |",
+    ]
+    for cell, by_steps in sizes.items():
+        small, large = by_steps[100], by_steps[1000]
+        lines.append(_say(f"| {cell} | {small:,} | {large:,} | {large - small:+,} |"))
+    return lines
+
+
+def scalar_view_section(args: argparse.Namespace, results: dict) -> list[str]:
+    views = {
+        backend: scalar_view_time(50, 4, 8, backend, args.cap) for backend in ("sympy", "symengine")
+    }
+    results["scalar_view"] = views
+
+    def text(seconds: float | None) -> str:
+        if seconds is None:
+            return "not available"
+        return f"> {args.cap:g} (cap)" if math.isinf(seconds) else f"{seconds:.2f}"
+
+    return [
+        "## Scalar view with CSE (T = 50, I = 4, H = 8)",
+        "",
+        "Seconds of `symbptt.scalar_view.scalar_view(derivation, backend=...)` in a fresh "
+        'process (the derivation itself not timed); "not available" where the module is '
+        "missing or the call fails.",
+        "",
+        "| backend | seconds |",
+        "| --- | --- |",
+        *(_say(f"| {backend} | {text(seconds)} |") for backend, seconds in views.items()),
+    ]
+
+
+def command_section(args: argparse.Namespace, results: dict) -> list[str]:
+    repeats = 1 if args.quick else 3
+    lines = [
+        f"## Command line, cold start (wall time, median of {repeats})",
         "",
         "| command | seconds |",
         "| --- | --- |",
     ]
+    results["commands"] = {}
     for command in (
         ["derive", "--steps", "3"],
         ["derive", "--steps", "1000", "--no-verify"],
         ["derive", "--steps", "1000"],
     ):
-        seconds = command_time(*command)
-        lines.append(f"| `symbptt {' '.join(command)}` | {seconds:.2f} |")
-        print(lines[-1], flush=True)
-    lines += [
+        seconds = command_time(*command, repeats=repeats)
+        results["commands"][" ".join(command)] = seconds
+        lines.append(_say(f"| `symbptt {' '.join(command)}` | {seconds:.2f} |"))
+    return lines
+
+
+def module_section(args: argparse.Namespace, results: dict, out: Path) -> list[str]:
+    runs = 5 if args.quick else 20
+    sizes = [FOUNDING, MEDIUM] + ([] if args.quick else [LARGE])
+    results.update(runs=runs, threads=THREADS, modules=[])
+    lines = [
+        f"## Generated modules against torch (CPU, {THREADS} threads, forward + backward)",
         "",
-        "## Generated modules against torch (CPU, 2 threads, forward + backward)",
-        "",
-        "Median of the runs; ratio = generated / torch (below 1: the generated module is faster).",
+        f"Median of {runs} runs; ratio = generated / torch (below 1: the generated module is "
+        "faster). Generated module, torch and the plain matmuls take turns within each run.",
         "",
         "| module | T | B | I | H | dtype | generated (ms) | torch (ms) | ratio |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    runs = 5 if args.quick else 20
-    sizes = [(3, 1, 1, 2), (100, 32, 64, 128)] + ([] if args.quick else [(500, 16, 32, 64)])
-    for cell in ("rnn", "lstm", "gru"):
+    for cell in CELLS:
         for steps, batch, n_in, n_h in sizes:
-            for dtype in ("float32", "float64"):
-                r = module_ratio(cell, steps, batch, n_in, n_h, dtype, runs)
+            for dtype in DTYPES:
+                times = module_times(cell, steps, batch, n_in, n_h, dtype, runs)
+                row = {"cell": cell, "steps": steps, "batch": batch, "input": n_in}
+                row |= {"hidden": n_h, "dtype": dtype, **times}
+                row["flops"] = flops.matmul_flops(cell, steps, batch, n_in, n_h)["total"]
+                results["modules"].append(row)
                 lines.append(
-                    f"| {cell} | {steps} | {batch} | {n_in} | {n_h} | {dtype} | "
-                    f"{r['ours'] * 1e3:.3f} | {r['torch'] * 1e3:.3f} | "
-                    f"{r['ours'] / r['torch']:.2f} |"
+                    _say(
+                        f"| {cell} | {steps} | {batch} | {n_in} | {n_h} | {dtype} | "
+                        f"{times['ours'] * 1e3:.3f} | {times['torch'] * 1e3:.3f} | "
+                        f"{times['ours'] / times['torch']:.2f} |"
+                    )
                 )
-                print(lines[-1], flush=True)
-    Path(args.out).write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print(f"wrote {args.out}")
+    path = plots.ratio_plot(results["modules"], out.with_name(f"{out.stem}-ratio.png"))
+    print(f"ratio plot: {path}", flush=True)
+    return lines + ["", f"![generated / torch against size]({path.name})"]
+
+
+def gflops_section(results: dict) -> list[str]:
+    lines = [
+        "## Matmul throughput (GFLOP/s)",
+        "",
+        flops.FORMULA,
+        "",
+        "GFLOP/s = those FLOPs / median forward + backward seconds (the table above). The plain "
+        "matmul baseline runs the same products, same shapes, nothing else, in the same "
+        "process: the input projection and the weight and input gradients over all steps at "
+        "once, (T·B, I) @ (I, G·H), (G·H, T·B) @ (T·B, I + H), (T·B, G·H) @ (G·H, I), and the "
+        "state products step by step, (B, H) @ (H, G·H) forward and (B, G·H) @ (G·H, H) "
+        "backward. % of matmul = achieved / plain-matmul GFLOP/s: how close each module gets to "
+        "what this machine's matmul attains for those shapes.",
+        "",
+        "| module | T | B | I | H | dtype | MFLOP | matmuls (ms) | matmul GFLOP/s "
+        "| generated GFLOP/s | torch GFLOP/s | generated % of matmul | torch % of matmul |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in results["modules"]:
+        rates = {name: row["flops"] / row[name] / 1e9 for name in ("matmul", "ours", "torch")}
+        lines.append(
+            f"| {row['cell']} | {row['steps']} | {row['batch']} | {row['input']} | "
+            f"{row['hidden']} | {row['dtype']} | {row['flops'] / 1e6:,.3f} | "
+            f"{row['matmul'] * 1e3:.3f} | {rates['matmul']:.2f} | {rates['ours']:.2f} | "
+            f"{rates['torch']:.2f} | {100 * rates['ours'] / rates['matmul']:.0f} % | "
+            f"{100 * rates['torch'] / rates['matmul']:.0f} % |"
+        )
+    return lines
+
+
+def memory_section(results: dict) -> list[str]:
+    rows = memory_rows([FOUNDING, MEDIUM, LARGE])
+    results["memory"] = rows
+    lines = [
+        "## Saved activations (peak memory kept for backward)",
+        "",
+        memory.NOTE,
+        "",
+        "| module | T | B | I | H | dtype | generated (bytes) | torch (bytes) | generated / torch "
+        "| tensors saved (generated / torch) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        lines.append(
+            _say(
+                f"| {row['cell']} | {row['steps']} | {row['batch']} | {row['input']} | "
+                f"{row['hidden']} | {row['dtype']} | {row['generated']:,} | {row['torch']:,} | "
+                f"{row['generated'] / row['torch']:.3f} | "
+                f"{row['generated_tensors']} / {row['torch_tensors']} |"
+            )
+        )
+    seen = all(row["generated"] > 0 and row["generated_tensors"] > 0 for row in rows)
+    return lines + [
+        "",
+        "Check that the hook sees what the generated `autograd.Function` saves: "
+        + (
+            "yes, every generated module above saved a non-zero number of bytes."
+            if seen
+            else "NO: some generated module shows nothing saved, the figures are not valid."
+        ),
+    ]
+
+
+def status_section(results: dict) -> list[str]:
+    return ["## Status against the targets", "", *status.status_table(status.status_rows(results))]
+
+
+def machine() -> list[str]:
+    """Markdown bullet lines describing this machine and software."""
+    import torch
+
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
+    return [
+        f"- CPU: {model}, {os.cpu_count()} logical cores ({usable} usable by this process)",
+        f"- torch threads: {torch.get_num_threads()} by default; the module timings set {THREADS}",
+        f"- Python {platform.python_version()}, torch {torch.__version__}, "
+        f"{platform.system()} {platform.release()}",
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
+    parser.add_argument("--quick", action="store_true", help="fewer sizes and runs")
+    parser.add_argument("--cap", type=float, default=120.0, help="seconds for the naive side")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    (ROOT / "build").mkdir(exist_ok=True)
+    results: dict = {"cap": args.cap, "gpu_report": status.GPU_REPORT}
+    started = time.perf_counter()
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Generated by `{shlex.join(['python', 'benchmarks/run.py', *argv])}`"
+        + (" (a `--quick` trial: fewer sizes and runs)" if args.quick else "")
+        + "; every ratio is measured in the same run, each measurement in a fresh process.",
+        "",
+        *machine(),
+        "",
+    ]
+    lines += derivation_section(args, results) + [""]
+    lines += scaling_section(args, results, out) + [""]
+    lines += source_section(results) + [""]
+    lines += scalar_view_section(args, results) + [""]
+    lines += command_section(args, results) + [""]
+    lines += module_section(args, results, out) + [""]
+    lines += gflops_section(results) + [""]
+    lines += memory_section(results) + [""]
+    lines += status_section(results)
+    lines += ["", f"The run took {time.perf_counter() - started:.0f} s."]
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print(f"wrote {out}")
     return 0
 
 

@@ -140,8 +140,10 @@ def compare(
         batch_first: layers only: input is (N, L, I).
         given_state: pass a random initial state (else both default to zeros).
         scale: multiplies torch's initial weights (larger weights make relu units switch).
-        lengths: feed a PackedSequence of these lengths (batch = len(lengths)); both modules
-            run in eval mode, so dropout is off.
+        lengths: feed a PackedSequence of these lengths (batch = len(lengths)).
+
+    Dropout is off on both sides: the generated module runs in eval mode, torch's in training
+    mode (cuDNN's backward runs in training mode only) with its dropout probability set to 0.
     """
     import torch
 
@@ -164,7 +166,8 @@ def compare(
     if not spec.is_cell:
         reference.batch_first = batch_first
     generated.eval()
-    reference.eval()
+    if not spec.is_cell:
+        reference.dropout = 0.0
     if lengths is not None:
         batch, batch_first = len(lengths), False
     rows = () if batch is None else (batch,)
@@ -215,7 +218,7 @@ def compare(
             )
         checks.append(Check(name, _relative_error(ours, theirs), tolerance))
     where = "cuDNN" if device == "cuda" else "CPU"
-    mode = ", eval mode (dropout off)" if spec.dropout else ""
+    mode = ", dropout off" if spec.dropout else ""
     packed = f", packed lengths {lengths}" if lengths is not None else ""
     description = (
         f"generated module vs torch.nn.{spec.torch_class} ({where}), same weights, {dtype}, "
