@@ -53,17 +53,18 @@ def forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh):
     x: (T, B, 3); h0: (B, 4); parameters with torch's shapes.
     output: (T, B, 4), h_1 ... h_T; saved: the per-step values backward reads.
     """
-    w_ir, w_iz, w_in = weight_ih.chunk(3)
-    w_hr, w_hz, w_hn = weight_hh.chunk(3)
     b_ir, b_iz, b_in = bias_ih.chunk(3)
     b_hr, b_hz, b_hn = bias_hh.chunk(3)
-    (x1,) = x.unbind(0)
-    a_r1 = x1 @ w_ir.T + b_ir + h0 @ w_hr.T + b_hr  # (F1)
+    x_weight_ih = x @ weight_ih.T + torch.cat(
+        (b_ir + b_hr, b_iz + b_hz, b_in)
+    )  # every step's input projection at once
+    h_weight_hh1 = h0 @ weight_hh.T  # (F1)
+    a_r1 = x_weight_ih[0, :, 0:4] + h_weight_hh1[:, 0:4]  # (F1)
     r1 = torch.sigmoid(a_r1)  # (F1)
-    a_z1 = x1 @ w_iz.T + b_iz + h0 @ w_hz.T + b_hz  # (F1)
+    a_z1 = x_weight_ih[0, :, 4:8] + h_weight_hh1[:, 4:8]  # (F1)
     z1 = torch.sigmoid(a_z1)  # (F1)
-    a_hn1 = h0 @ w_hn.T + b_hn  # (F1)
-    a_n1 = x1 @ w_in.T + b_in + r1 * a_hn1  # (F1)
+    a_hn1 = h_weight_hh1[:, 8:12] + b_hn  # (F1)
+    a_n1 = x_weight_ih[0, :, 8:12] + r1 * a_hn1  # (F1)
     n1 = torch.tanh(a_n1)  # (F1)
     h1 = (1 - z1) * n1 + z1 * h0  # (F1)
     saved = {
@@ -96,48 +97,58 @@ def backward(x, h0, saved, weight_ih, weight_hh, grad_output, grad_h_n, per_step
     hbar1 = g1 + grad_h_n  # (B1)
     delta_n1 = hbar1 * (1 - z1) * (1 - n1 * n1)  # (B1)
     delta_hn1 = delta_n1 * r1  # (B1)
-    delta_z1 = hbar1 * (h0 - n1) * (z1 * (1 - z1))  # (B1)
-    delta_r1 = delta_n1 * a_hn1 * (r1 * (1 - r1))  # (B1)
-    terms = {
-        "weight_ih": (  # (G1–G3)
-            torch.cat((delta_r1.T @ x1, delta_z1.T @ x1, delta_n1.T @ x1)),
-        ),
-        "weight_hh": (  # (G4–G6)
-            torch.cat((delta_r1.T @ h0, delta_z1.T @ h0, delta_hn1.T @ h0)),
-        ),
-        "bias_ih": (  # (G7–G9)
-            torch.cat((delta_r1.sum(0), delta_z1.sum(0), delta_n1.sum(0))),
-        ),
-        "bias_hh": (  # (G10–G12)
-            torch.cat((delta_r1.sum(0), delta_z1.sum(0), delta_hn1.sum(0))),
-        ),
-        "input": (  # (G13)
-            delta_r1 @ w_ir + delta_z1 @ w_iz + delta_n1 @ w_in,
-        ),
-        "h_0": (  # (G14)
-            delta_r1 @ w_hr + delta_z1 @ w_hz + delta_hn1 @ w_hn + hbar1 * z1,
-        ),
-    }
+    delta_z1 = hbar1 * (h0 - n1) * (z1 - z1 * z1)  # (B1)
+    delta_r1 = delta_n1 * a_hn1 * (r1 - r1 * r1)  # (B1)
+    h = torch.cat((h0.unsqueeze(0), saved["h"]))
+    delta_n = torch.stack((delta_n1,))
+    delta_hn = torch.stack((delta_hn1,))
+    delta_z = torch.stack((delta_z1,))
+    delta_r = torch.stack((delta_r1,))
     grads = {
-        "weight_ih": torch.stack(terms["weight_ih"]).sum(0),
-        "weight_hh": torch.stack(terms["weight_hh"]).sum(0),
-        "bias_ih": torch.stack(terms["bias_ih"]).sum(0),
-        "bias_hh": torch.stack(terms["bias_hh"]).sum(0),
-        "input": torch.stack(terms["input"]),
-        "h_0": terms["h_0"][0],
+        "weight_ih": torch.cat(
+            (
+                delta_r.flatten(0, 1).T @ x.flatten(0, 1),
+                delta_z.flatten(0, 1).T @ x.flatten(0, 1),
+                delta_n.flatten(0, 1).T @ x.flatten(0, 1),
+            )
+        ),  # (G1–G3)
+        "weight_hh": torch.cat(
+            (
+                delta_r.flatten(0, 1).T @ h[:-1].flatten(0, 1),
+                delta_z.flatten(0, 1).T @ h[:-1].flatten(0, 1),
+                delta_hn.flatten(0, 1).T @ h[:-1].flatten(0, 1),
+            )
+        ),  # (G4–G6)
+        "bias_ih": torch.cat(
+            (delta_r.sum((0, 1)), delta_z.sum((0, 1)), delta_n.sum((0, 1)))
+        ),  # (G7–G9)
+        "bias_hh": torch.cat(
+            (delta_r.sum((0, 1)), delta_z.sum((0, 1)), delta_hn.sum((0, 1)))
+        ),  # (G10–G12)
+        "input": torch.cat((delta_r, delta_z, delta_n), -1) @ weight_ih,  # (G13)
+        "h_0": delta_r1 @ w_hr + delta_z1 @ w_hz + delta_hn1 @ w_hn + hbar1 * z1,  # (G14)
     }
     if per_step:
-        grads["per_step"] = {
-            "weight_ih": torch.stack(terms["weight_ih"]),
-            "weight_hh": torch.stack(terms["weight_hh"]),
-            "bias_ih": torch.stack(terms["bias_ih"]),
-            "bias_hh": torch.stack(terms["bias_hh"]),
+        terms = {
+            "weight_ih": (  # (G1–G3)
+                torch.cat((delta_r1.T @ x1, delta_z1.T @ x1, delta_n1.T @ x1)),
+            ),
+            "weight_hh": (  # (G4–G6)
+                torch.cat((delta_r1.T @ h0, delta_z1.T @ h0, delta_hn1.T @ h0)),
+            ),
+            "bias_ih": (  # (G7–G9)
+                torch.cat((delta_r1.sum(0), delta_z1.sum(0), delta_n1.sum(0))),
+            ),
+            "bias_hh": (  # (G10–G12)
+                torch.cat((delta_r1.sum(0), delta_z1.sum(0), delta_hn1.sum(0))),
+            ),
         }
+        grads["per_step"] = {key: torch.stack(value) for key, value in terms.items()}
         grads["adjoints"] = {
-            "delta_n": torch.stack((delta_n1,)),
-            "delta_hn": torch.stack((delta_hn1,)),
-            "delta_z": torch.stack((delta_z1,)),
-            "delta_r": torch.stack((delta_r1,)),
+            "delta_n": delta_n,
+            "delta_hn": delta_hn,
+            "delta_z": delta_z,
+            "delta_r": delta_r,
         }
     return grads
 

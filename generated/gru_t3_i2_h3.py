@@ -53,33 +53,36 @@ def forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh):
     x: (T, B, 2); h0: (B, 3); parameters with torch's shapes.
     output: (T, B, 3), h_1 ... h_T; saved: the per-step values backward reads.
     """
-    w_ir, w_iz, w_in = weight_ih.chunk(3)
-    w_hr, w_hz, w_hn = weight_hh.chunk(3)
     b_ir, b_iz, b_in = bias_ih.chunk(3)
     b_hr, b_hz, b_hn = bias_hh.chunk(3)
-    x1, x2, x3 = x.unbind(0)
-    a_r1 = x1 @ w_ir.T + b_ir + h0 @ w_hr.T + b_hr  # (F1)
+    x_weight_ih = x @ weight_ih.T + torch.cat(
+        (b_ir + b_hr, b_iz + b_hz, b_in)
+    )  # every step's input projection at once
+    h_weight_hh1 = h0 @ weight_hh.T  # (F1)
+    a_r1 = x_weight_ih[0, :, 0:3] + h_weight_hh1[:, 0:3]  # (F1)
     r1 = torch.sigmoid(a_r1)  # (F1)
-    a_z1 = x1 @ w_iz.T + b_iz + h0 @ w_hz.T + b_hz  # (F1)
+    a_z1 = x_weight_ih[0, :, 3:6] + h_weight_hh1[:, 3:6]  # (F1)
     z1 = torch.sigmoid(a_z1)  # (F1)
-    a_hn1 = h0 @ w_hn.T + b_hn  # (F1)
-    a_n1 = x1 @ w_in.T + b_in + r1 * a_hn1  # (F1)
+    a_hn1 = h_weight_hh1[:, 6:9] + b_hn  # (F1)
+    a_n1 = x_weight_ih[0, :, 6:9] + r1 * a_hn1  # (F1)
     n1 = torch.tanh(a_n1)  # (F1)
     h1 = (1 - z1) * n1 + z1 * h0  # (F1)
-    a_r2 = x2 @ w_ir.T + b_ir + h1 @ w_hr.T + b_hr  # (F2)
+    h_weight_hh2 = h1 @ weight_hh.T  # (F2)
+    a_r2 = x_weight_ih[1, :, 0:3] + h_weight_hh2[:, 0:3]  # (F2)
     r2 = torch.sigmoid(a_r2)  # (F2)
-    a_z2 = x2 @ w_iz.T + b_iz + h1 @ w_hz.T + b_hz  # (F2)
+    a_z2 = x_weight_ih[1, :, 3:6] + h_weight_hh2[:, 3:6]  # (F2)
     z2 = torch.sigmoid(a_z2)  # (F2)
-    a_hn2 = h1 @ w_hn.T + b_hn  # (F2)
-    a_n2 = x2 @ w_in.T + b_in + r2 * a_hn2  # (F2)
+    a_hn2 = h_weight_hh2[:, 6:9] + b_hn  # (F2)
+    a_n2 = x_weight_ih[1, :, 6:9] + r2 * a_hn2  # (F2)
     n2 = torch.tanh(a_n2)  # (F2)
     h2 = (1 - z2) * n2 + z2 * h1  # (F2)
-    a_r3 = x3 @ w_ir.T + b_ir + h2 @ w_hr.T + b_hr  # (F3)
+    h_weight_hh3 = h2 @ weight_hh.T  # (F3)
+    a_r3 = x_weight_ih[2, :, 0:3] + h_weight_hh3[:, 0:3]  # (F3)
     r3 = torch.sigmoid(a_r3)  # (F3)
-    a_z3 = x3 @ w_iz.T + b_iz + h2 @ w_hz.T + b_hz  # (F3)
+    a_z3 = x_weight_ih[2, :, 3:6] + h_weight_hh3[:, 3:6]  # (F3)
     z3 = torch.sigmoid(a_z3)  # (F3)
-    a_hn3 = h2 @ w_hn.T + b_hn  # (F3)
-    a_n3 = x3 @ w_in.T + b_in + r3 * a_hn3  # (F3)
+    a_hn3 = h_weight_hh3[:, 6:9] + b_hn  # (F3)
+    a_n3 = x_weight_ih[2, :, 6:9] + r3 * a_hn3  # (F3)
     n3 = torch.tanh(a_n3)  # (F3)
     h3 = (1 - z3) * n3 + z3 * h2  # (F3)
     saved = {
@@ -112,68 +115,76 @@ def backward(x, h0, saved, weight_ih, weight_hh, grad_output, grad_h_n, per_step
     hbar3 = g3 + grad_h_n  # (B3)
     delta_n3 = hbar3 * (1 - z3) * (1 - n3 * n3)  # (B3)
     delta_hn3 = delta_n3 * r3  # (B3)
-    delta_z3 = hbar3 * (h2 - n3) * (z3 * (1 - z3))  # (B3)
-    delta_r3 = delta_n3 * a_hn3 * (r3 * (1 - r3))  # (B3)
+    delta_z3 = hbar3 * (h2 - n3) * (z3 - z3 * z3)  # (B3)
+    delta_r3 = delta_n3 * a_hn3 * (r3 - r3 * r3)  # (B3)
     hbar2 = g2 + delta_r3 @ w_hr + delta_z3 @ w_hz + delta_hn3 @ w_hn + hbar3 * z3  # (B2)
     delta_n2 = hbar2 * (1 - z2) * (1 - n2 * n2)  # (B2)
     delta_hn2 = delta_n2 * r2  # (B2)
-    delta_z2 = hbar2 * (h1 - n2) * (z2 * (1 - z2))  # (B2)
-    delta_r2 = delta_n2 * a_hn2 * (r2 * (1 - r2))  # (B2)
+    delta_z2 = hbar2 * (h1 - n2) * (z2 - z2 * z2)  # (B2)
+    delta_r2 = delta_n2 * a_hn2 * (r2 - r2 * r2)  # (B2)
     hbar1 = g1 + delta_r2 @ w_hr + delta_z2 @ w_hz + delta_hn2 @ w_hn + hbar2 * z2  # (B1)
     delta_n1 = hbar1 * (1 - z1) * (1 - n1 * n1)  # (B1)
     delta_hn1 = delta_n1 * r1  # (B1)
-    delta_z1 = hbar1 * (h0 - n1) * (z1 * (1 - z1))  # (B1)
-    delta_r1 = delta_n1 * a_hn1 * (r1 * (1 - r1))  # (B1)
-    terms = {
-        "weight_ih_l0": (  # (G1–G3)
-            torch.cat((delta_r1.T @ x1, delta_z1.T @ x1, delta_n1.T @ x1)),
-            torch.cat((delta_r2.T @ x2, delta_z2.T @ x2, delta_n2.T @ x2)),
-            torch.cat((delta_r3.T @ x3, delta_z3.T @ x3, delta_n3.T @ x3)),
-        ),
-        "weight_hh_l0": (  # (G4–G6)
-            torch.cat((delta_r1.T @ h0, delta_z1.T @ h0, delta_hn1.T @ h0)),
-            torch.cat((delta_r2.T @ h1, delta_z2.T @ h1, delta_hn2.T @ h1)),
-            torch.cat((delta_r3.T @ h2, delta_z3.T @ h2, delta_hn3.T @ h2)),
-        ),
-        "bias_ih_l0": (  # (G7–G9)
-            torch.cat((delta_r1.sum(0), delta_z1.sum(0), delta_n1.sum(0))),
-            torch.cat((delta_r2.sum(0), delta_z2.sum(0), delta_n2.sum(0))),
-            torch.cat((delta_r3.sum(0), delta_z3.sum(0), delta_n3.sum(0))),
-        ),
-        "bias_hh_l0": (  # (G10–G12)
-            torch.cat((delta_r1.sum(0), delta_z1.sum(0), delta_hn1.sum(0))),
-            torch.cat((delta_r2.sum(0), delta_z2.sum(0), delta_hn2.sum(0))),
-            torch.cat((delta_r3.sum(0), delta_z3.sum(0), delta_hn3.sum(0))),
-        ),
-        "input": (  # (G13)
-            delta_r1 @ w_ir + delta_z1 @ w_iz + delta_n1 @ w_in,
-            delta_r2 @ w_ir + delta_z2 @ w_iz + delta_n2 @ w_in,
-            delta_r3 @ w_ir + delta_z3 @ w_iz + delta_n3 @ w_in,
-        ),
-        "h_0": (  # (G14)
-            delta_r1 @ w_hr + delta_z1 @ w_hz + delta_hn1 @ w_hn + hbar1 * z1,
-        ),
-    }
+    delta_z1 = hbar1 * (h0 - n1) * (z1 - z1 * z1)  # (B1)
+    delta_r1 = delta_n1 * a_hn1 * (r1 - r1 * r1)  # (B1)
+    h = torch.cat((h0.unsqueeze(0), saved["h"]))
+    delta_n = torch.stack((delta_n1, delta_n2, delta_n3))
+    delta_hn = torch.stack((delta_hn1, delta_hn2, delta_hn3))
+    delta_z = torch.stack((delta_z1, delta_z2, delta_z3))
+    delta_r = torch.stack((delta_r1, delta_r2, delta_r3))
     grads = {
-        "weight_ih_l0": torch.stack(terms["weight_ih_l0"]).sum(0),
-        "weight_hh_l0": torch.stack(terms["weight_hh_l0"]).sum(0),
-        "bias_ih_l0": torch.stack(terms["bias_ih_l0"]).sum(0),
-        "bias_hh_l0": torch.stack(terms["bias_hh_l0"]).sum(0),
-        "input": torch.stack(terms["input"]),
-        "h_0": terms["h_0"][0],
+        "weight_ih_l0": torch.cat(
+            (
+                delta_r.flatten(0, 1).T @ x.flatten(0, 1),
+                delta_z.flatten(0, 1).T @ x.flatten(0, 1),
+                delta_n.flatten(0, 1).T @ x.flatten(0, 1),
+            )
+        ),  # (G1–G3)
+        "weight_hh_l0": torch.cat(
+            (
+                delta_r.flatten(0, 1).T @ h[:-1].flatten(0, 1),
+                delta_z.flatten(0, 1).T @ h[:-1].flatten(0, 1),
+                delta_hn.flatten(0, 1).T @ h[:-1].flatten(0, 1),
+            )
+        ),  # (G4–G6)
+        "bias_ih_l0": torch.cat(
+            (delta_r.sum((0, 1)), delta_z.sum((0, 1)), delta_n.sum((0, 1)))
+        ),  # (G7–G9)
+        "bias_hh_l0": torch.cat(
+            (delta_r.sum((0, 1)), delta_z.sum((0, 1)), delta_hn.sum((0, 1)))
+        ),  # (G10–G12)
+        "input": torch.cat((delta_r, delta_z, delta_n), -1) @ weight_ih,  # (G13)
+        "h_0": delta_r1 @ w_hr + delta_z1 @ w_hz + delta_hn1 @ w_hn + hbar1 * z1,  # (G14)
     }
     if per_step:
-        grads["per_step"] = {
-            "weight_ih_l0": torch.stack(terms["weight_ih_l0"]),
-            "weight_hh_l0": torch.stack(terms["weight_hh_l0"]),
-            "bias_ih_l0": torch.stack(terms["bias_ih_l0"]),
-            "bias_hh_l0": torch.stack(terms["bias_hh_l0"]),
+        terms = {
+            "weight_ih_l0": (  # (G1–G3)
+                torch.cat((delta_r1.T @ x1, delta_z1.T @ x1, delta_n1.T @ x1)),
+                torch.cat((delta_r2.T @ x2, delta_z2.T @ x2, delta_n2.T @ x2)),
+                torch.cat((delta_r3.T @ x3, delta_z3.T @ x3, delta_n3.T @ x3)),
+            ),
+            "weight_hh_l0": (  # (G4–G6)
+                torch.cat((delta_r1.T @ h0, delta_z1.T @ h0, delta_hn1.T @ h0)),
+                torch.cat((delta_r2.T @ h1, delta_z2.T @ h1, delta_hn2.T @ h1)),
+                torch.cat((delta_r3.T @ h2, delta_z3.T @ h2, delta_hn3.T @ h2)),
+            ),
+            "bias_ih_l0": (  # (G7–G9)
+                torch.cat((delta_r1.sum(0), delta_z1.sum(0), delta_n1.sum(0))),
+                torch.cat((delta_r2.sum(0), delta_z2.sum(0), delta_n2.sum(0))),
+                torch.cat((delta_r3.sum(0), delta_z3.sum(0), delta_n3.sum(0))),
+            ),
+            "bias_hh_l0": (  # (G10–G12)
+                torch.cat((delta_r1.sum(0), delta_z1.sum(0), delta_hn1.sum(0))),
+                torch.cat((delta_r2.sum(0), delta_z2.sum(0), delta_hn2.sum(0))),
+                torch.cat((delta_r3.sum(0), delta_z3.sum(0), delta_hn3.sum(0))),
+            ),
         }
+        grads["per_step"] = {key: torch.stack(value) for key, value in terms.items()}
         grads["adjoints"] = {
-            "delta_n": torch.stack((delta_n1, delta_n2, delta_n3)),
-            "delta_hn": torch.stack((delta_hn1, delta_hn2, delta_hn3)),
-            "delta_z": torch.stack((delta_z1, delta_z2, delta_z3)),
-            "delta_r": torch.stack((delta_r1, delta_r2, delta_r3)),
+            "delta_n": delta_n,
+            "delta_hn": delta_hn,
+            "delta_z": delta_z,
+            "delta_r": delta_r,
         }
     return grads
 

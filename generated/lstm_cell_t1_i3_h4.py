@@ -61,18 +61,15 @@ def forward(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh):
     x: (T, B, 3); h0: (B, 4); c0: (B, 4); parameters with torch's shapes.
     output: (T, B, 4), h_1 ... h_T; saved: the per-step values backward reads.
     """
-    w_ii, w_if, w_ig, w_io = weight_ih.chunk(4)
-    w_hi, w_hf, w_hg, w_ho = weight_hh.chunk(4)
-    b_ii, b_if, b_ig, b_io = bias_ih.chunk(4)
-    b_hi, b_hf, b_hg, b_ho = bias_hh.chunk(4)
-    (x1,) = x.unbind(0)
-    a_i1 = x1 @ w_ii.T + b_ii + h0 @ w_hi.T + b_hi  # (F1)
+    x_weight_ih = x @ weight_ih.T + (bias_ih + bias_hh)  # every step's input projection at once
+    a1 = torch.addmm(x_weight_ih[0], h0, weight_hh.T)  # (F1)
+    a_i1 = a1[:, 0:4]  # (F1)
     i1 = torch.sigmoid(a_i1)  # (F1)
-    a_f1 = x1 @ w_if.T + b_if + h0 @ w_hf.T + b_hf  # (F1)
+    a_f1 = a1[:, 4:8]  # (F1)
     f1 = torch.sigmoid(a_f1)  # (F1)
-    a_g1 = x1 @ w_ig.T + b_ig + h0 @ w_hg.T + b_hg  # (F1)
+    a_g1 = a1[:, 8:12]  # (F1)
     ct1 = torch.tanh(a_g1)  # (F1)
-    a_o1 = x1 @ w_io.T + b_io + h0 @ w_ho.T + b_ho  # (F1)
+    a_o1 = a1[:, 12:16]  # (F1)
     o1 = torch.sigmoid(a_o1)  # (F1)
     c1 = f1 * c0 + i1 * ct1  # (F1)
     h1 = o1 * torch.tanh(c1)  # (F1)
@@ -109,54 +106,63 @@ def backward(
     (g1,) = grad_output.unbind(0)
     hbar1 = g1 + grad_h_n  # (B1)
     cbar1 = grad_c_n + hbar1 * o1 * (1 - torch.tanh(c1) * torch.tanh(c1))  # (B1)
-    delta_o1 = hbar1 * torch.tanh(c1) * (o1 * (1 - o1))  # (B1)
+    delta_o1 = hbar1 * torch.tanh(c1) * (o1 - o1 * o1)  # (B1)
     delta_g1 = cbar1 * i1 * (1 - ct1 * ct1)  # (B1)
-    delta_f1 = cbar1 * c0 * (f1 * (1 - f1))  # (B1)
-    delta_i1 = cbar1 * ct1 * (i1 * (1 - i1))  # (B1)
-    terms = {
-        "weight_ih": (  # (G1–G4)
-            torch.cat((delta_i1.T @ x1, delta_f1.T @ x1, delta_g1.T @ x1, delta_o1.T @ x1)),
-        ),
-        "weight_hh": (  # (G5–G8)
-            torch.cat((delta_i1.T @ h0, delta_f1.T @ h0, delta_g1.T @ h0, delta_o1.T @ h0)),
-        ),
-        "bias_ih": (  # (G9–G12)
-            torch.cat((delta_i1.sum(0), delta_f1.sum(0), delta_g1.sum(0), delta_o1.sum(0))),
-        ),
-        "bias_hh": (  # (G13–G16)
-            torch.cat((delta_i1.sum(0), delta_f1.sum(0), delta_g1.sum(0), delta_o1.sum(0))),
-        ),
-        "input": (  # (G17)
-            delta_i1 @ w_ii + delta_f1 @ w_if + delta_g1 @ w_ig + delta_o1 @ w_io,
-        ),
-        "h_0": (  # (G18)
-            delta_i1 @ w_hi + delta_f1 @ w_hf + delta_g1 @ w_hg + delta_o1 @ w_ho,
-        ),
-        "c_0": (  # (G19)
-            cbar1 * f1,
-        ),
-    }
+    delta_f1 = cbar1 * c0 * (f1 - f1 * f1)  # (B1)
+    delta_i1 = cbar1 * ct1 * (i1 - i1 * i1)  # (B1)
+    h = torch.cat((h0.unsqueeze(0), saved["h"]))
+    delta_o = torch.stack((delta_o1,))
+    delta_g = torch.stack((delta_g1,))
+    delta_f = torch.stack((delta_f1,))
+    delta_i = torch.stack((delta_i1,))
     grads = {
-        "weight_ih": torch.stack(terms["weight_ih"]).sum(0),
-        "weight_hh": torch.stack(terms["weight_hh"]).sum(0),
-        "bias_ih": torch.stack(terms["bias_ih"]).sum(0),
-        "bias_hh": torch.stack(terms["bias_hh"]).sum(0),
-        "input": torch.stack(terms["input"]),
-        "h_0": terms["h_0"][0],
-        "c_0": terms["c_0"][0],
+        "weight_ih": torch.cat(
+            (
+                delta_i.flatten(0, 1).T @ x.flatten(0, 1),
+                delta_f.flatten(0, 1).T @ x.flatten(0, 1),
+                delta_g.flatten(0, 1).T @ x.flatten(0, 1),
+                delta_o.flatten(0, 1).T @ x.flatten(0, 1),
+            )
+        ),  # (G1–G4)
+        "weight_hh": torch.cat(
+            (
+                delta_i.flatten(0, 1).T @ h[:-1].flatten(0, 1),
+                delta_f.flatten(0, 1).T @ h[:-1].flatten(0, 1),
+                delta_g.flatten(0, 1).T @ h[:-1].flatten(0, 1),
+                delta_o.flatten(0, 1).T @ h[:-1].flatten(0, 1),
+            )
+        ),  # (G5–G8)
+        "bias_ih": torch.cat(
+            (delta_i.sum((0, 1)), delta_f.sum((0, 1)), delta_g.sum((0, 1)), delta_o.sum((0, 1)))
+        ),  # (G9–G12)
+        "bias_hh": torch.cat(
+            (delta_i.sum((0, 1)), delta_f.sum((0, 1)), delta_g.sum((0, 1)), delta_o.sum((0, 1)))
+        ),  # (G13–G16)
+        "input": torch.cat((delta_i, delta_f, delta_g, delta_o), -1) @ weight_ih,  # (G17)
+        "h_0": delta_i1 @ w_hi + delta_f1 @ w_hf + delta_g1 @ w_hg + delta_o1 @ w_ho,  # (G18)
+        "c_0": cbar1 * f1,  # (G19)
     }
     if per_step:
-        grads["per_step"] = {
-            "weight_ih": torch.stack(terms["weight_ih"]),
-            "weight_hh": torch.stack(terms["weight_hh"]),
-            "bias_ih": torch.stack(terms["bias_ih"]),
-            "bias_hh": torch.stack(terms["bias_hh"]),
+        terms = {
+            "weight_ih": (  # (G1–G4)
+                torch.cat((delta_i1.T @ x1, delta_f1.T @ x1, delta_g1.T @ x1, delta_o1.T @ x1)),
+            ),
+            "weight_hh": (  # (G5–G8)
+                torch.cat((delta_i1.T @ h0, delta_f1.T @ h0, delta_g1.T @ h0, delta_o1.T @ h0)),
+            ),
+            "bias_ih": (  # (G9–G12)
+                torch.cat((delta_i1.sum(0), delta_f1.sum(0), delta_g1.sum(0), delta_o1.sum(0))),
+            ),
+            "bias_hh": (  # (G13–G16)
+                torch.cat((delta_i1.sum(0), delta_f1.sum(0), delta_g1.sum(0), delta_o1.sum(0))),
+            ),
         }
+        grads["per_step"] = {key: torch.stack(value) for key, value in terms.items()}
         grads["adjoints"] = {
-            "delta_o": torch.stack((delta_o1,)),
-            "delta_g": torch.stack((delta_g1,)),
-            "delta_f": torch.stack((delta_f1,)),
-            "delta_i": torch.stack((delta_i1,)),
+            "delta_o": delta_o,
+            "delta_g": delta_g,
+            "delta_f": delta_f,
+            "delta_i": delta_i,
         }
     return grads
 

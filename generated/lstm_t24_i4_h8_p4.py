@@ -157,10 +157,10 @@ def backward(
         torch.add(g[t - 1], carry_h, out=hbar_t)  # (Bt)
         qbar = hbar_t @ weight_hr  # (Bt)
         cbar = carry_c + qbar * o_t * (1 - tanh_c * tanh_c)  # (Bt)
-        torch.mul(qbar * tanh_c, (o_t * (1 - o_t)), out=delta_o_t)  # (Bt)
+        torch.mul(qbar * tanh_c, (o_t - o_t * o_t), out=delta_o_t)  # (Bt)
         torch.mul(cbar * i_t, (1 - ct_t * ct_t), out=delta_g_t)  # (Bt)
-        torch.mul(cbar * c[t - 1], (f_t * (1 - f_t)), out=delta_f_t)  # (Bt)
-        torch.mul(cbar * ct_t, (i_t * (1 - i_t)), out=delta_i_t)  # (Bt)
+        torch.mul(cbar * c[t - 1], (f_t - f_t * f_t), out=delta_f_t)  # (Bt)
+        torch.mul(cbar * ct_t, (i_t - i_t * i_t), out=delta_i_t)  # (Bt)
         carry_h = torch.cat((delta_i_t, delta_f_t, delta_g_t, delta_o_t), -1) @ weight_hh  # (Bt)
         carry_c = cbar * f_t  # (Bt)
     grads = {

@@ -61,38 +61,37 @@ def forward(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh):
     x: (T, B, 2); h0: (B, 3); c0: (B, 3); parameters with torch's shapes.
     output: (T, B, 3), h_1 ... h_T; saved: the per-step values backward reads.
     """
-    w_ii, w_if, w_ig, w_io = weight_ih.chunk(4)
-    w_hi, w_hf, w_hg, w_ho = weight_hh.chunk(4)
-    b_ii, b_if, b_ig, b_io = bias_ih.chunk(4)
-    b_hi, b_hf, b_hg, b_ho = bias_hh.chunk(4)
-    x1, x2, x3 = x.unbind(0)
-    a_i1 = x1 @ w_ii.T + b_ii + h0 @ w_hi.T + b_hi  # (F1)
+    x_weight_ih = x @ weight_ih.T + (bias_ih + bias_hh)  # every step's input projection at once
+    a1 = torch.addmm(x_weight_ih[0], h0, weight_hh.T)  # (F1)
+    a_i1 = a1[:, 0:3]  # (F1)
     i1 = torch.sigmoid(a_i1)  # (F1)
-    a_f1 = x1 @ w_if.T + b_if + h0 @ w_hf.T + b_hf  # (F1)
+    a_f1 = a1[:, 3:6]  # (F1)
     f1 = torch.sigmoid(a_f1)  # (F1)
-    a_g1 = x1 @ w_ig.T + b_ig + h0 @ w_hg.T + b_hg  # (F1)
+    a_g1 = a1[:, 6:9]  # (F1)
     ct1 = torch.tanh(a_g1)  # (F1)
-    a_o1 = x1 @ w_io.T + b_io + h0 @ w_ho.T + b_ho  # (F1)
+    a_o1 = a1[:, 9:12]  # (F1)
     o1 = torch.sigmoid(a_o1)  # (F1)
     c1 = f1 * c0 + i1 * ct1  # (F1)
     h1 = o1 * torch.tanh(c1)  # (F1)
-    a_i2 = x2 @ w_ii.T + b_ii + h1 @ w_hi.T + b_hi  # (F2)
+    a2 = torch.addmm(x_weight_ih[1], h1, weight_hh.T)  # (F2)
+    a_i2 = a2[:, 0:3]  # (F2)
     i2 = torch.sigmoid(a_i2)  # (F2)
-    a_f2 = x2 @ w_if.T + b_if + h1 @ w_hf.T + b_hf  # (F2)
+    a_f2 = a2[:, 3:6]  # (F2)
     f2 = torch.sigmoid(a_f2)  # (F2)
-    a_g2 = x2 @ w_ig.T + b_ig + h1 @ w_hg.T + b_hg  # (F2)
+    a_g2 = a2[:, 6:9]  # (F2)
     ct2 = torch.tanh(a_g2)  # (F2)
-    a_o2 = x2 @ w_io.T + b_io + h1 @ w_ho.T + b_ho  # (F2)
+    a_o2 = a2[:, 9:12]  # (F2)
     o2 = torch.sigmoid(a_o2)  # (F2)
     c2 = f2 * c1 + i2 * ct2  # (F2)
     h2 = o2 * torch.tanh(c2)  # (F2)
-    a_i3 = x3 @ w_ii.T + b_ii + h2 @ w_hi.T + b_hi  # (F3)
+    a3 = torch.addmm(x_weight_ih[2], h2, weight_hh.T)  # (F3)
+    a_i3 = a3[:, 0:3]  # (F3)
     i3 = torch.sigmoid(a_i3)  # (F3)
-    a_f3 = x3 @ w_if.T + b_if + h2 @ w_hf.T + b_hf  # (F3)
+    a_f3 = a3[:, 3:6]  # (F3)
     f3 = torch.sigmoid(a_f3)  # (F3)
-    a_g3 = x3 @ w_ig.T + b_ig + h2 @ w_hg.T + b_hg  # (F3)
+    a_g3 = a3[:, 6:9]  # (F3)
     ct3 = torch.tanh(a_g3)  # (F3)
-    a_o3 = x3 @ w_io.T + b_io + h2 @ w_ho.T + b_ho  # (F3)
+    a_o3 = a3[:, 9:12]  # (F3)
     o3 = torch.sigmoid(a_o3)  # (F3)
     c3 = f3 * c2 + i3 * ct3  # (F3)
     h3 = o3 * torch.tanh(c3)  # (F3)
@@ -129,76 +128,83 @@ def backward(
     g1, g2, g3 = grad_output.unbind(0)
     hbar3 = g3 + grad_h_n  # (B3)
     cbar3 = grad_c_n + hbar3 * o3 * (1 - torch.tanh(c3) * torch.tanh(c3))  # (B3)
-    delta_o3 = hbar3 * torch.tanh(c3) * (o3 * (1 - o3))  # (B3)
+    delta_o3 = hbar3 * torch.tanh(c3) * (o3 - o3 * o3)  # (B3)
     delta_g3 = cbar3 * i3 * (1 - ct3 * ct3)  # (B3)
-    delta_f3 = cbar3 * c2 * (f3 * (1 - f3))  # (B3)
-    delta_i3 = cbar3 * ct3 * (i3 * (1 - i3))  # (B3)
+    delta_f3 = cbar3 * c2 * (f3 - f3 * f3)  # (B3)
+    delta_i3 = cbar3 * ct3 * (i3 - i3 * i3)  # (B3)
     hbar2 = g2 + delta_i3 @ w_hi + delta_f3 @ w_hf + delta_g3 @ w_hg + delta_o3 @ w_ho  # (B2)
     cbar2 = cbar3 * f3 + hbar2 * o2 * (1 - torch.tanh(c2) * torch.tanh(c2))  # (B2)
-    delta_o2 = hbar2 * torch.tanh(c2) * (o2 * (1 - o2))  # (B2)
+    delta_o2 = hbar2 * torch.tanh(c2) * (o2 - o2 * o2)  # (B2)
     delta_g2 = cbar2 * i2 * (1 - ct2 * ct2)  # (B2)
-    delta_f2 = cbar2 * c1 * (f2 * (1 - f2))  # (B2)
-    delta_i2 = cbar2 * ct2 * (i2 * (1 - i2))  # (B2)
+    delta_f2 = cbar2 * c1 * (f2 - f2 * f2)  # (B2)
+    delta_i2 = cbar2 * ct2 * (i2 - i2 * i2)  # (B2)
     hbar1 = g1 + delta_i2 @ w_hi + delta_f2 @ w_hf + delta_g2 @ w_hg + delta_o2 @ w_ho  # (B1)
     cbar1 = cbar2 * f2 + hbar1 * o1 * (1 - torch.tanh(c1) * torch.tanh(c1))  # (B1)
-    delta_o1 = hbar1 * torch.tanh(c1) * (o1 * (1 - o1))  # (B1)
+    delta_o1 = hbar1 * torch.tanh(c1) * (o1 - o1 * o1)  # (B1)
     delta_g1 = cbar1 * i1 * (1 - ct1 * ct1)  # (B1)
-    delta_f1 = cbar1 * c0 * (f1 * (1 - f1))  # (B1)
-    delta_i1 = cbar1 * ct1 * (i1 * (1 - i1))  # (B1)
-    terms = {
-        "weight_ih_l0": (  # (G1–G4)
-            torch.cat((delta_i1.T @ x1, delta_f1.T @ x1, delta_g1.T @ x1, delta_o1.T @ x1)),
-            torch.cat((delta_i2.T @ x2, delta_f2.T @ x2, delta_g2.T @ x2, delta_o2.T @ x2)),
-            torch.cat((delta_i3.T @ x3, delta_f3.T @ x3, delta_g3.T @ x3, delta_o3.T @ x3)),
-        ),
-        "weight_hh_l0": (  # (G5–G8)
-            torch.cat((delta_i1.T @ h0, delta_f1.T @ h0, delta_g1.T @ h0, delta_o1.T @ h0)),
-            torch.cat((delta_i2.T @ h1, delta_f2.T @ h1, delta_g2.T @ h1, delta_o2.T @ h1)),
-            torch.cat((delta_i3.T @ h2, delta_f3.T @ h2, delta_g3.T @ h2, delta_o3.T @ h2)),
-        ),
-        "bias_ih_l0": (  # (G9–G12)
-            torch.cat((delta_i1.sum(0), delta_f1.sum(0), delta_g1.sum(0), delta_o1.sum(0))),
-            torch.cat((delta_i2.sum(0), delta_f2.sum(0), delta_g2.sum(0), delta_o2.sum(0))),
-            torch.cat((delta_i3.sum(0), delta_f3.sum(0), delta_g3.sum(0), delta_o3.sum(0))),
-        ),
-        "bias_hh_l0": (  # (G13–G16)
-            torch.cat((delta_i1.sum(0), delta_f1.sum(0), delta_g1.sum(0), delta_o1.sum(0))),
-            torch.cat((delta_i2.sum(0), delta_f2.sum(0), delta_g2.sum(0), delta_o2.sum(0))),
-            torch.cat((delta_i3.sum(0), delta_f3.sum(0), delta_g3.sum(0), delta_o3.sum(0))),
-        ),
-        "input": (  # (G17)
-            delta_i1 @ w_ii + delta_f1 @ w_if + delta_g1 @ w_ig + delta_o1 @ w_io,
-            delta_i2 @ w_ii + delta_f2 @ w_if + delta_g2 @ w_ig + delta_o2 @ w_io,
-            delta_i3 @ w_ii + delta_f3 @ w_if + delta_g3 @ w_ig + delta_o3 @ w_io,
-        ),
-        "h_0": (  # (G18)
-            delta_i1 @ w_hi + delta_f1 @ w_hf + delta_g1 @ w_hg + delta_o1 @ w_ho,
-        ),
-        "c_0": (  # (G19)
-            cbar1 * f1,
-        ),
-    }
+    delta_f1 = cbar1 * c0 * (f1 - f1 * f1)  # (B1)
+    delta_i1 = cbar1 * ct1 * (i1 - i1 * i1)  # (B1)
+    h = torch.cat((h0.unsqueeze(0), saved["h"]))
+    delta_o = torch.stack((delta_o1, delta_o2, delta_o3))
+    delta_g = torch.stack((delta_g1, delta_g2, delta_g3))
+    delta_f = torch.stack((delta_f1, delta_f2, delta_f3))
+    delta_i = torch.stack((delta_i1, delta_i2, delta_i3))
     grads = {
-        "weight_ih_l0": torch.stack(terms["weight_ih_l0"]).sum(0),
-        "weight_hh_l0": torch.stack(terms["weight_hh_l0"]).sum(0),
-        "bias_ih_l0": torch.stack(terms["bias_ih_l0"]).sum(0),
-        "bias_hh_l0": torch.stack(terms["bias_hh_l0"]).sum(0),
-        "input": torch.stack(terms["input"]),
-        "h_0": terms["h_0"][0],
-        "c_0": terms["c_0"][0],
+        "weight_ih_l0": torch.cat(
+            (
+                delta_i.flatten(0, 1).T @ x.flatten(0, 1),
+                delta_f.flatten(0, 1).T @ x.flatten(0, 1),
+                delta_g.flatten(0, 1).T @ x.flatten(0, 1),
+                delta_o.flatten(0, 1).T @ x.flatten(0, 1),
+            )
+        ),  # (G1–G4)
+        "weight_hh_l0": torch.cat(
+            (
+                delta_i.flatten(0, 1).T @ h[:-1].flatten(0, 1),
+                delta_f.flatten(0, 1).T @ h[:-1].flatten(0, 1),
+                delta_g.flatten(0, 1).T @ h[:-1].flatten(0, 1),
+                delta_o.flatten(0, 1).T @ h[:-1].flatten(0, 1),
+            )
+        ),  # (G5–G8)
+        "bias_ih_l0": torch.cat(
+            (delta_i.sum((0, 1)), delta_f.sum((0, 1)), delta_g.sum((0, 1)), delta_o.sum((0, 1)))
+        ),  # (G9–G12)
+        "bias_hh_l0": torch.cat(
+            (delta_i.sum((0, 1)), delta_f.sum((0, 1)), delta_g.sum((0, 1)), delta_o.sum((0, 1)))
+        ),  # (G13–G16)
+        "input": torch.cat((delta_i, delta_f, delta_g, delta_o), -1) @ weight_ih,  # (G17)
+        "h_0": delta_i1 @ w_hi + delta_f1 @ w_hf + delta_g1 @ w_hg + delta_o1 @ w_ho,  # (G18)
+        "c_0": cbar1 * f1,  # (G19)
     }
     if per_step:
-        grads["per_step"] = {
-            "weight_ih_l0": torch.stack(terms["weight_ih_l0"]),
-            "weight_hh_l0": torch.stack(terms["weight_hh_l0"]),
-            "bias_ih_l0": torch.stack(terms["bias_ih_l0"]),
-            "bias_hh_l0": torch.stack(terms["bias_hh_l0"]),
+        terms = {
+            "weight_ih_l0": (  # (G1–G4)
+                torch.cat((delta_i1.T @ x1, delta_f1.T @ x1, delta_g1.T @ x1, delta_o1.T @ x1)),
+                torch.cat((delta_i2.T @ x2, delta_f2.T @ x2, delta_g2.T @ x2, delta_o2.T @ x2)),
+                torch.cat((delta_i3.T @ x3, delta_f3.T @ x3, delta_g3.T @ x3, delta_o3.T @ x3)),
+            ),
+            "weight_hh_l0": (  # (G5–G8)
+                torch.cat((delta_i1.T @ h0, delta_f1.T @ h0, delta_g1.T @ h0, delta_o1.T @ h0)),
+                torch.cat((delta_i2.T @ h1, delta_f2.T @ h1, delta_g2.T @ h1, delta_o2.T @ h1)),
+                torch.cat((delta_i3.T @ h2, delta_f3.T @ h2, delta_g3.T @ h2, delta_o3.T @ h2)),
+            ),
+            "bias_ih_l0": (  # (G9–G12)
+                torch.cat((delta_i1.sum(0), delta_f1.sum(0), delta_g1.sum(0), delta_o1.sum(0))),
+                torch.cat((delta_i2.sum(0), delta_f2.sum(0), delta_g2.sum(0), delta_o2.sum(0))),
+                torch.cat((delta_i3.sum(0), delta_f3.sum(0), delta_g3.sum(0), delta_o3.sum(0))),
+            ),
+            "bias_hh_l0": (  # (G13–G16)
+                torch.cat((delta_i1.sum(0), delta_f1.sum(0), delta_g1.sum(0), delta_o1.sum(0))),
+                torch.cat((delta_i2.sum(0), delta_f2.sum(0), delta_g2.sum(0), delta_o2.sum(0))),
+                torch.cat((delta_i3.sum(0), delta_f3.sum(0), delta_g3.sum(0), delta_o3.sum(0))),
+            ),
         }
+        grads["per_step"] = {key: torch.stack(value) for key, value in terms.items()}
         grads["adjoints"] = {
-            "delta_o": torch.stack((delta_o1, delta_o2, delta_o3)),
-            "delta_g": torch.stack((delta_g1, delta_g2, delta_g3)),
-            "delta_f": torch.stack((delta_f1, delta_f2, delta_f3)),
-            "delta_i": torch.stack((delta_i1, delta_i2, delta_i3)),
+            "delta_o": delta_o,
+            "delta_g": delta_g,
+            "delta_f": delta_f,
+            "delta_i": delta_i,
         }
     return grads
 

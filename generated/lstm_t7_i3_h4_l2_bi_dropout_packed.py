@@ -65,91 +65,94 @@ def forward(x, h0, c0, mask, weight_ih, weight_hh, bias_ih, bias_hh):
     x: (T, B, 3 for layer 0, DIRECTIONS * OUTPUT_SIZE above); h0: (B, 4); c0: (B, 4); mask: (T, B, 1), 1 while a sequence lasts; parameters with torch's shapes.
     output: (T, B, 4), h_1 ... h_T; saved: the per-step values backward reads.
     """
-    w_ii, w_if, w_ig, w_io = weight_ih.chunk(4)
-    w_hi, w_hf, w_hg, w_ho = weight_hh.chunk(4)
-    b_ii, b_if, b_ig, b_io = bias_ih.chunk(4)
-    b_hi, b_hf, b_hg, b_ho = bias_hh.chunk(4)
-    x1, x2, x3, x4, x5, x6, x7 = x.unbind(0)
     mask1, mask2, mask3, mask4, mask5, mask6, mask7 = mask.unbind(0)
-    a_i1 = x1 @ w_ii.T + b_ii + h0 @ w_hi.T + b_hi  # (F1)
+    x_weight_ih = x @ weight_ih.T + (bias_ih + bias_hh)  # every step's input projection at once
+    a1 = torch.addmm(x_weight_ih[0], h0, weight_hh.T)  # (F1)
+    a_i1 = a1[:, 0:4]  # (F1)
     i1 = torch.sigmoid(a_i1)  # (F1)
-    a_f1 = x1 @ w_if.T + b_if + h0 @ w_hf.T + b_hf  # (F1)
+    a_f1 = a1[:, 4:8]  # (F1)
     f1 = torch.sigmoid(a_f1)  # (F1)
-    a_g1 = x1 @ w_ig.T + b_ig + h0 @ w_hg.T + b_hg  # (F1)
+    a_g1 = a1[:, 8:12]  # (F1)
     ct1 = torch.tanh(a_g1)  # (F1)
-    a_o1 = x1 @ w_io.T + b_io + h0 @ w_ho.T + b_ho  # (F1)
+    a_o1 = a1[:, 12:16]  # (F1)
     o1 = torch.sigmoid(a_o1)  # (F1)
     c_new1 = f1 * c0 + i1 * ct1  # (F1)
     h_new1 = o1 * torch.tanh(c_new1)  # (F1)
     h1 = mask1 * h_new1 + (1 - mask1) * h0  # (F1)
     c1 = mask1 * c_new1 + (1 - mask1) * c0  # (F1)
-    a_i2 = x2 @ w_ii.T + b_ii + h1 @ w_hi.T + b_hi  # (F2)
+    a2 = torch.addmm(x_weight_ih[1], h1, weight_hh.T)  # (F2)
+    a_i2 = a2[:, 0:4]  # (F2)
     i2 = torch.sigmoid(a_i2)  # (F2)
-    a_f2 = x2 @ w_if.T + b_if + h1 @ w_hf.T + b_hf  # (F2)
+    a_f2 = a2[:, 4:8]  # (F2)
     f2 = torch.sigmoid(a_f2)  # (F2)
-    a_g2 = x2 @ w_ig.T + b_ig + h1 @ w_hg.T + b_hg  # (F2)
+    a_g2 = a2[:, 8:12]  # (F2)
     ct2 = torch.tanh(a_g2)  # (F2)
-    a_o2 = x2 @ w_io.T + b_io + h1 @ w_ho.T + b_ho  # (F2)
+    a_o2 = a2[:, 12:16]  # (F2)
     o2 = torch.sigmoid(a_o2)  # (F2)
     c_new2 = f2 * c1 + i2 * ct2  # (F2)
     h_new2 = o2 * torch.tanh(c_new2)  # (F2)
     h2 = mask2 * h_new2 + (1 - mask2) * h1  # (F2)
     c2 = mask2 * c_new2 + (1 - mask2) * c1  # (F2)
-    a_i3 = x3 @ w_ii.T + b_ii + h2 @ w_hi.T + b_hi  # (F3)
+    a3 = torch.addmm(x_weight_ih[2], h2, weight_hh.T)  # (F3)
+    a_i3 = a3[:, 0:4]  # (F3)
     i3 = torch.sigmoid(a_i3)  # (F3)
-    a_f3 = x3 @ w_if.T + b_if + h2 @ w_hf.T + b_hf  # (F3)
+    a_f3 = a3[:, 4:8]  # (F3)
     f3 = torch.sigmoid(a_f3)  # (F3)
-    a_g3 = x3 @ w_ig.T + b_ig + h2 @ w_hg.T + b_hg  # (F3)
+    a_g3 = a3[:, 8:12]  # (F3)
     ct3 = torch.tanh(a_g3)  # (F3)
-    a_o3 = x3 @ w_io.T + b_io + h2 @ w_ho.T + b_ho  # (F3)
+    a_o3 = a3[:, 12:16]  # (F3)
     o3 = torch.sigmoid(a_o3)  # (F3)
     c_new3 = f3 * c2 + i3 * ct3  # (F3)
     h_new3 = o3 * torch.tanh(c_new3)  # (F3)
     h3 = mask3 * h_new3 + (1 - mask3) * h2  # (F3)
     c3 = mask3 * c_new3 + (1 - mask3) * c2  # (F3)
-    a_i4 = x4 @ w_ii.T + b_ii + h3 @ w_hi.T + b_hi  # (F4)
+    a4 = torch.addmm(x_weight_ih[3], h3, weight_hh.T)  # (F4)
+    a_i4 = a4[:, 0:4]  # (F4)
     i4 = torch.sigmoid(a_i4)  # (F4)
-    a_f4 = x4 @ w_if.T + b_if + h3 @ w_hf.T + b_hf  # (F4)
+    a_f4 = a4[:, 4:8]  # (F4)
     f4 = torch.sigmoid(a_f4)  # (F4)
-    a_g4 = x4 @ w_ig.T + b_ig + h3 @ w_hg.T + b_hg  # (F4)
+    a_g4 = a4[:, 8:12]  # (F4)
     ct4 = torch.tanh(a_g4)  # (F4)
-    a_o4 = x4 @ w_io.T + b_io + h3 @ w_ho.T + b_ho  # (F4)
+    a_o4 = a4[:, 12:16]  # (F4)
     o4 = torch.sigmoid(a_o4)  # (F4)
     c_new4 = f4 * c3 + i4 * ct4  # (F4)
     h_new4 = o4 * torch.tanh(c_new4)  # (F4)
     h4 = mask4 * h_new4 + (1 - mask4) * h3  # (F4)
     c4 = mask4 * c_new4 + (1 - mask4) * c3  # (F4)
-    a_i5 = x5 @ w_ii.T + b_ii + h4 @ w_hi.T + b_hi  # (F5)
+    a5 = torch.addmm(x_weight_ih[4], h4, weight_hh.T)  # (F5)
+    a_i5 = a5[:, 0:4]  # (F5)
     i5 = torch.sigmoid(a_i5)  # (F5)
-    a_f5 = x5 @ w_if.T + b_if + h4 @ w_hf.T + b_hf  # (F5)
+    a_f5 = a5[:, 4:8]  # (F5)
     f5 = torch.sigmoid(a_f5)  # (F5)
-    a_g5 = x5 @ w_ig.T + b_ig + h4 @ w_hg.T + b_hg  # (F5)
+    a_g5 = a5[:, 8:12]  # (F5)
     ct5 = torch.tanh(a_g5)  # (F5)
-    a_o5 = x5 @ w_io.T + b_io + h4 @ w_ho.T + b_ho  # (F5)
+    a_o5 = a5[:, 12:16]  # (F5)
     o5 = torch.sigmoid(a_o5)  # (F5)
     c_new5 = f5 * c4 + i5 * ct5  # (F5)
     h_new5 = o5 * torch.tanh(c_new5)  # (F5)
     h5 = mask5 * h_new5 + (1 - mask5) * h4  # (F5)
     c5 = mask5 * c_new5 + (1 - mask5) * c4  # (F5)
-    a_i6 = x6 @ w_ii.T + b_ii + h5 @ w_hi.T + b_hi  # (F6)
+    a6 = torch.addmm(x_weight_ih[5], h5, weight_hh.T)  # (F6)
+    a_i6 = a6[:, 0:4]  # (F6)
     i6 = torch.sigmoid(a_i6)  # (F6)
-    a_f6 = x6 @ w_if.T + b_if + h5 @ w_hf.T + b_hf  # (F6)
+    a_f6 = a6[:, 4:8]  # (F6)
     f6 = torch.sigmoid(a_f6)  # (F6)
-    a_g6 = x6 @ w_ig.T + b_ig + h5 @ w_hg.T + b_hg  # (F6)
+    a_g6 = a6[:, 8:12]  # (F6)
     ct6 = torch.tanh(a_g6)  # (F6)
-    a_o6 = x6 @ w_io.T + b_io + h5 @ w_ho.T + b_ho  # (F6)
+    a_o6 = a6[:, 12:16]  # (F6)
     o6 = torch.sigmoid(a_o6)  # (F6)
     c_new6 = f6 * c5 + i6 * ct6  # (F6)
     h_new6 = o6 * torch.tanh(c_new6)  # (F6)
     h6 = mask6 * h_new6 + (1 - mask6) * h5  # (F6)
     c6 = mask6 * c_new6 + (1 - mask6) * c5  # (F6)
-    a_i7 = x7 @ w_ii.T + b_ii + h6 @ w_hi.T + b_hi  # (F7)
+    a7 = torch.addmm(x_weight_ih[6], h6, weight_hh.T)  # (F7)
+    a_i7 = a7[:, 0:4]  # (F7)
     i7 = torch.sigmoid(a_i7)  # (F7)
-    a_f7 = x7 @ w_if.T + b_if + h6 @ w_hf.T + b_hf  # (F7)
+    a_f7 = a7[:, 4:8]  # (F7)
     f7 = torch.sigmoid(a_f7)  # (F7)
-    a_g7 = x7 @ w_ig.T + b_ig + h6 @ w_hg.T + b_hg  # (F7)
+    a_g7 = a7[:, 8:12]  # (F7)
     ct7 = torch.tanh(a_g7)  # (F7)
-    a_o7 = x7 @ w_io.T + b_io + h6 @ w_ho.T + b_ho  # (F7)
+    a_o7 = a7[:, 12:16]  # (F7)
     o7 = torch.sigmoid(a_o7)  # (F7)
     c_new7 = f7 * c6 + i7 * ct7  # (F7)
     h_new7 = o7 * torch.tanh(c_new7)  # (F7)
@@ -195,10 +198,10 @@ def backward(
     c_newbar7 = cbar7 * mask7 + h_newbar7 * o7 * (
         1 - torch.tanh(c_new7) * torch.tanh(c_new7)
     )  # (B7)
-    delta_o7 = h_newbar7 * torch.tanh(c_new7) * (o7 * (1 - o7))  # (B7)
+    delta_o7 = h_newbar7 * torch.tanh(c_new7) * (o7 - o7 * o7)  # (B7)
     delta_g7 = c_newbar7 * i7 * (1 - ct7 * ct7)  # (B7)
-    delta_f7 = c_newbar7 * c6 * (f7 * (1 - f7))  # (B7)
-    delta_i7 = c_newbar7 * ct7 * (i7 * (1 - i7))  # (B7)
+    delta_f7 = c_newbar7 * c6 * (f7 - f7 * f7)  # (B7)
+    delta_i7 = c_newbar7 * ct7 * (i7 - i7 * i7)  # (B7)
     cbar6 = c_newbar7 * f7 + cbar7 * (1 - mask7)  # (B6)
     hbar6 = (
         g6
@@ -212,10 +215,10 @@ def backward(
     c_newbar6 = cbar6 * mask6 + h_newbar6 * o6 * (
         1 - torch.tanh(c_new6) * torch.tanh(c_new6)
     )  # (B6)
-    delta_o6 = h_newbar6 * torch.tanh(c_new6) * (o6 * (1 - o6))  # (B6)
+    delta_o6 = h_newbar6 * torch.tanh(c_new6) * (o6 - o6 * o6)  # (B6)
     delta_g6 = c_newbar6 * i6 * (1 - ct6 * ct6)  # (B6)
-    delta_f6 = c_newbar6 * c5 * (f6 * (1 - f6))  # (B6)
-    delta_i6 = c_newbar6 * ct6 * (i6 * (1 - i6))  # (B6)
+    delta_f6 = c_newbar6 * c5 * (f6 - f6 * f6)  # (B6)
+    delta_i6 = c_newbar6 * ct6 * (i6 - i6 * i6)  # (B6)
     cbar5 = c_newbar6 * f6 + cbar6 * (1 - mask6)  # (B5)
     hbar5 = (
         g5
@@ -229,10 +232,10 @@ def backward(
     c_newbar5 = cbar5 * mask5 + h_newbar5 * o5 * (
         1 - torch.tanh(c_new5) * torch.tanh(c_new5)
     )  # (B5)
-    delta_o5 = h_newbar5 * torch.tanh(c_new5) * (o5 * (1 - o5))  # (B5)
+    delta_o5 = h_newbar5 * torch.tanh(c_new5) * (o5 - o5 * o5)  # (B5)
     delta_g5 = c_newbar5 * i5 * (1 - ct5 * ct5)  # (B5)
-    delta_f5 = c_newbar5 * c4 * (f5 * (1 - f5))  # (B5)
-    delta_i5 = c_newbar5 * ct5 * (i5 * (1 - i5))  # (B5)
+    delta_f5 = c_newbar5 * c4 * (f5 - f5 * f5)  # (B5)
+    delta_i5 = c_newbar5 * ct5 * (i5 - i5 * i5)  # (B5)
     cbar4 = c_newbar5 * f5 + cbar5 * (1 - mask5)  # (B4)
     hbar4 = (
         g4
@@ -246,10 +249,10 @@ def backward(
     c_newbar4 = cbar4 * mask4 + h_newbar4 * o4 * (
         1 - torch.tanh(c_new4) * torch.tanh(c_new4)
     )  # (B4)
-    delta_o4 = h_newbar4 * torch.tanh(c_new4) * (o4 * (1 - o4))  # (B4)
+    delta_o4 = h_newbar4 * torch.tanh(c_new4) * (o4 - o4 * o4)  # (B4)
     delta_g4 = c_newbar4 * i4 * (1 - ct4 * ct4)  # (B4)
-    delta_f4 = c_newbar4 * c3 * (f4 * (1 - f4))  # (B4)
-    delta_i4 = c_newbar4 * ct4 * (i4 * (1 - i4))  # (B4)
+    delta_f4 = c_newbar4 * c3 * (f4 - f4 * f4)  # (B4)
+    delta_i4 = c_newbar4 * ct4 * (i4 - i4 * i4)  # (B4)
     cbar3 = c_newbar4 * f4 + cbar4 * (1 - mask4)  # (B3)
     hbar3 = (
         g3
@@ -263,10 +266,10 @@ def backward(
     c_newbar3 = cbar3 * mask3 + h_newbar3 * o3 * (
         1 - torch.tanh(c_new3) * torch.tanh(c_new3)
     )  # (B3)
-    delta_o3 = h_newbar3 * torch.tanh(c_new3) * (o3 * (1 - o3))  # (B3)
+    delta_o3 = h_newbar3 * torch.tanh(c_new3) * (o3 - o3 * o3)  # (B3)
     delta_g3 = c_newbar3 * i3 * (1 - ct3 * ct3)  # (B3)
-    delta_f3 = c_newbar3 * c2 * (f3 * (1 - f3))  # (B3)
-    delta_i3 = c_newbar3 * ct3 * (i3 * (1 - i3))  # (B3)
+    delta_f3 = c_newbar3 * c2 * (f3 - f3 * f3)  # (B3)
+    delta_i3 = c_newbar3 * ct3 * (i3 - i3 * i3)  # (B3)
     cbar2 = c_newbar3 * f3 + cbar3 * (1 - mask3)  # (B2)
     hbar2 = (
         g2
@@ -280,10 +283,10 @@ def backward(
     c_newbar2 = cbar2 * mask2 + h_newbar2 * o2 * (
         1 - torch.tanh(c_new2) * torch.tanh(c_new2)
     )  # (B2)
-    delta_o2 = h_newbar2 * torch.tanh(c_new2) * (o2 * (1 - o2))  # (B2)
+    delta_o2 = h_newbar2 * torch.tanh(c_new2) * (o2 - o2 * o2)  # (B2)
     delta_g2 = c_newbar2 * i2 * (1 - ct2 * ct2)  # (B2)
-    delta_f2 = c_newbar2 * c1 * (f2 * (1 - f2))  # (B2)
-    delta_i2 = c_newbar2 * ct2 * (i2 * (1 - i2))  # (B2)
+    delta_f2 = c_newbar2 * c1 * (f2 - f2 * f2)  # (B2)
+    delta_i2 = c_newbar2 * ct2 * (i2 - i2 * i2)  # (B2)
     cbar1 = c_newbar2 * f2 + cbar2 * (1 - mask2)  # (B1)
     hbar1 = (
         g1
@@ -297,96 +300,91 @@ def backward(
     c_newbar1 = cbar1 * mask1 + h_newbar1 * o1 * (
         1 - torch.tanh(c_new1) * torch.tanh(c_new1)
     )  # (B1)
-    delta_o1 = h_newbar1 * torch.tanh(c_new1) * (o1 * (1 - o1))  # (B1)
+    delta_o1 = h_newbar1 * torch.tanh(c_new1) * (o1 - o1 * o1)  # (B1)
     delta_g1 = c_newbar1 * i1 * (1 - ct1 * ct1)  # (B1)
-    delta_f1 = c_newbar1 * c0 * (f1 * (1 - f1))  # (B1)
-    delta_i1 = c_newbar1 * ct1 * (i1 * (1 - i1))  # (B1)
-    terms = {
-        "weight_ih_l0": (  # (G1–G4)
-            torch.cat((delta_i1.T @ x1, delta_f1.T @ x1, delta_g1.T @ x1, delta_o1.T @ x1)),
-            torch.cat((delta_i2.T @ x2, delta_f2.T @ x2, delta_g2.T @ x2, delta_o2.T @ x2)),
-            torch.cat((delta_i3.T @ x3, delta_f3.T @ x3, delta_g3.T @ x3, delta_o3.T @ x3)),
-            torch.cat((delta_i4.T @ x4, delta_f4.T @ x4, delta_g4.T @ x4, delta_o4.T @ x4)),
-            torch.cat((delta_i5.T @ x5, delta_f5.T @ x5, delta_g5.T @ x5, delta_o5.T @ x5)),
-            torch.cat((delta_i6.T @ x6, delta_f6.T @ x6, delta_g6.T @ x6, delta_o6.T @ x6)),
-            torch.cat((delta_i7.T @ x7, delta_f7.T @ x7, delta_g7.T @ x7, delta_o7.T @ x7)),
-        ),
-        "weight_hh_l0": (  # (G5–G8)
-            torch.cat((delta_i1.T @ h0, delta_f1.T @ h0, delta_g1.T @ h0, delta_o1.T @ h0)),
-            torch.cat((delta_i2.T @ h1, delta_f2.T @ h1, delta_g2.T @ h1, delta_o2.T @ h1)),
-            torch.cat((delta_i3.T @ h2, delta_f3.T @ h2, delta_g3.T @ h2, delta_o3.T @ h2)),
-            torch.cat((delta_i4.T @ h3, delta_f4.T @ h3, delta_g4.T @ h3, delta_o4.T @ h3)),
-            torch.cat((delta_i5.T @ h4, delta_f5.T @ h4, delta_g5.T @ h4, delta_o5.T @ h4)),
-            torch.cat((delta_i6.T @ h5, delta_f6.T @ h5, delta_g6.T @ h5, delta_o6.T @ h5)),
-            torch.cat((delta_i7.T @ h6, delta_f7.T @ h6, delta_g7.T @ h6, delta_o7.T @ h6)),
-        ),
-        "bias_ih_l0": (  # (G9–G12)
-            torch.cat((delta_i1.sum(0), delta_f1.sum(0), delta_g1.sum(0), delta_o1.sum(0))),
-            torch.cat((delta_i2.sum(0), delta_f2.sum(0), delta_g2.sum(0), delta_o2.sum(0))),
-            torch.cat((delta_i3.sum(0), delta_f3.sum(0), delta_g3.sum(0), delta_o3.sum(0))),
-            torch.cat((delta_i4.sum(0), delta_f4.sum(0), delta_g4.sum(0), delta_o4.sum(0))),
-            torch.cat((delta_i5.sum(0), delta_f5.sum(0), delta_g5.sum(0), delta_o5.sum(0))),
-            torch.cat((delta_i6.sum(0), delta_f6.sum(0), delta_g6.sum(0), delta_o6.sum(0))),
-            torch.cat((delta_i7.sum(0), delta_f7.sum(0), delta_g7.sum(0), delta_o7.sum(0))),
-        ),
-        "bias_hh_l0": (  # (G13–G16)
-            torch.cat((delta_i1.sum(0), delta_f1.sum(0), delta_g1.sum(0), delta_o1.sum(0))),
-            torch.cat((delta_i2.sum(0), delta_f2.sum(0), delta_g2.sum(0), delta_o2.sum(0))),
-            torch.cat((delta_i3.sum(0), delta_f3.sum(0), delta_g3.sum(0), delta_o3.sum(0))),
-            torch.cat((delta_i4.sum(0), delta_f4.sum(0), delta_g4.sum(0), delta_o4.sum(0))),
-            torch.cat((delta_i5.sum(0), delta_f5.sum(0), delta_g5.sum(0), delta_o5.sum(0))),
-            torch.cat((delta_i6.sum(0), delta_f6.sum(0), delta_g6.sum(0), delta_o6.sum(0))),
-            torch.cat((delta_i7.sum(0), delta_f7.sum(0), delta_g7.sum(0), delta_o7.sum(0))),
-        ),
-        "input": (  # (G17)
-            delta_i1 @ w_ii + delta_f1 @ w_if + delta_g1 @ w_ig + delta_o1 @ w_io,
-            delta_i2 @ w_ii + delta_f2 @ w_if + delta_g2 @ w_ig + delta_o2 @ w_io,
-            delta_i3 @ w_ii + delta_f3 @ w_if + delta_g3 @ w_ig + delta_o3 @ w_io,
-            delta_i4 @ w_ii + delta_f4 @ w_if + delta_g4 @ w_ig + delta_o4 @ w_io,
-            delta_i5 @ w_ii + delta_f5 @ w_if + delta_g5 @ w_ig + delta_o5 @ w_io,
-            delta_i6 @ w_ii + delta_f6 @ w_if + delta_g6 @ w_ig + delta_o6 @ w_io,
-            delta_i7 @ w_ii + delta_f7 @ w_if + delta_g7 @ w_ig + delta_o7 @ w_io,
-        ),
-        "h_0": (  # (G18)
-            delta_i1 @ w_hi
-            + delta_f1 @ w_hf
-            + delta_g1 @ w_hg
-            + delta_o1 @ w_ho
-            + hbar1 * (1 - mask1),
-        ),
-        "c_0": (  # (G19)
-            c_newbar1 * f1 + cbar1 * (1 - mask1),
-        ),
-    }
+    delta_f1 = c_newbar1 * c0 * (f1 - f1 * f1)  # (B1)
+    delta_i1 = c_newbar1 * ct1 * (i1 - i1 * i1)  # (B1)
+    h = torch.cat((h0.unsqueeze(0), saved["h"]))
+    delta_o = torch.stack((delta_o1, delta_o2, delta_o3, delta_o4, delta_o5, delta_o6, delta_o7))
+    delta_g = torch.stack((delta_g1, delta_g2, delta_g3, delta_g4, delta_g5, delta_g6, delta_g7))
+    delta_f = torch.stack((delta_f1, delta_f2, delta_f3, delta_f4, delta_f5, delta_f6, delta_f7))
+    delta_i = torch.stack((delta_i1, delta_i2, delta_i3, delta_i4, delta_i5, delta_i6, delta_i7))
     grads = {
-        "weight_ih_l0": torch.stack(terms["weight_ih_l0"]).sum(0),
-        "weight_hh_l0": torch.stack(terms["weight_hh_l0"]).sum(0),
-        "bias_ih_l0": torch.stack(terms["bias_ih_l0"]).sum(0),
-        "bias_hh_l0": torch.stack(terms["bias_hh_l0"]).sum(0),
-        "input": torch.stack(terms["input"]),
-        "h_0": terms["h_0"][0],
-        "c_0": terms["c_0"][0],
+        "weight_ih_l0": torch.cat(
+            (
+                delta_i.flatten(0, 1).T @ x.flatten(0, 1),
+                delta_f.flatten(0, 1).T @ x.flatten(0, 1),
+                delta_g.flatten(0, 1).T @ x.flatten(0, 1),
+                delta_o.flatten(0, 1).T @ x.flatten(0, 1),
+            )
+        ),  # (G1–G4)
+        "weight_hh_l0": torch.cat(
+            (
+                delta_i.flatten(0, 1).T @ h[:-1].flatten(0, 1),
+                delta_f.flatten(0, 1).T @ h[:-1].flatten(0, 1),
+                delta_g.flatten(0, 1).T @ h[:-1].flatten(0, 1),
+                delta_o.flatten(0, 1).T @ h[:-1].flatten(0, 1),
+            )
+        ),  # (G5–G8)
+        "bias_ih_l0": torch.cat(
+            (delta_i.sum((0, 1)), delta_f.sum((0, 1)), delta_g.sum((0, 1)), delta_o.sum((0, 1)))
+        ),  # (G9–G12)
+        "bias_hh_l0": torch.cat(
+            (delta_i.sum((0, 1)), delta_f.sum((0, 1)), delta_g.sum((0, 1)), delta_o.sum((0, 1)))
+        ),  # (G13–G16)
+        "input": torch.cat((delta_i, delta_f, delta_g, delta_o), -1) @ weight_ih,  # (G17)
+        "h_0": delta_i1 @ w_hi
+        + delta_f1 @ w_hf
+        + delta_g1 @ w_hg
+        + delta_o1 @ w_ho
+        + hbar1 * (1 - mask1),  # (G18)
+        "c_0": c_newbar1 * f1 + cbar1 * (1 - mask1),  # (G19)
     }
     if per_step:
-        grads["per_step"] = {
-            "weight_ih_l0": torch.stack(terms["weight_ih_l0"]),
-            "weight_hh_l0": torch.stack(terms["weight_hh_l0"]),
-            "bias_ih_l0": torch.stack(terms["bias_ih_l0"]),
-            "bias_hh_l0": torch.stack(terms["bias_hh_l0"]),
+        terms = {
+            "weight_ih_l0": (  # (G1–G4)
+                torch.cat((delta_i1.T @ x1, delta_f1.T @ x1, delta_g1.T @ x1, delta_o1.T @ x1)),
+                torch.cat((delta_i2.T @ x2, delta_f2.T @ x2, delta_g2.T @ x2, delta_o2.T @ x2)),
+                torch.cat((delta_i3.T @ x3, delta_f3.T @ x3, delta_g3.T @ x3, delta_o3.T @ x3)),
+                torch.cat((delta_i4.T @ x4, delta_f4.T @ x4, delta_g4.T @ x4, delta_o4.T @ x4)),
+                torch.cat((delta_i5.T @ x5, delta_f5.T @ x5, delta_g5.T @ x5, delta_o5.T @ x5)),
+                torch.cat((delta_i6.T @ x6, delta_f6.T @ x6, delta_g6.T @ x6, delta_o6.T @ x6)),
+                torch.cat((delta_i7.T @ x7, delta_f7.T @ x7, delta_g7.T @ x7, delta_o7.T @ x7)),
+            ),
+            "weight_hh_l0": (  # (G5–G8)
+                torch.cat((delta_i1.T @ h0, delta_f1.T @ h0, delta_g1.T @ h0, delta_o1.T @ h0)),
+                torch.cat((delta_i2.T @ h1, delta_f2.T @ h1, delta_g2.T @ h1, delta_o2.T @ h1)),
+                torch.cat((delta_i3.T @ h2, delta_f3.T @ h2, delta_g3.T @ h2, delta_o3.T @ h2)),
+                torch.cat((delta_i4.T @ h3, delta_f4.T @ h3, delta_g4.T @ h3, delta_o4.T @ h3)),
+                torch.cat((delta_i5.T @ h4, delta_f5.T @ h4, delta_g5.T @ h4, delta_o5.T @ h4)),
+                torch.cat((delta_i6.T @ h5, delta_f6.T @ h5, delta_g6.T @ h5, delta_o6.T @ h5)),
+                torch.cat((delta_i7.T @ h6, delta_f7.T @ h6, delta_g7.T @ h6, delta_o7.T @ h6)),
+            ),
+            "bias_ih_l0": (  # (G9–G12)
+                torch.cat((delta_i1.sum(0), delta_f1.sum(0), delta_g1.sum(0), delta_o1.sum(0))),
+                torch.cat((delta_i2.sum(0), delta_f2.sum(0), delta_g2.sum(0), delta_o2.sum(0))),
+                torch.cat((delta_i3.sum(0), delta_f3.sum(0), delta_g3.sum(0), delta_o3.sum(0))),
+                torch.cat((delta_i4.sum(0), delta_f4.sum(0), delta_g4.sum(0), delta_o4.sum(0))),
+                torch.cat((delta_i5.sum(0), delta_f5.sum(0), delta_g5.sum(0), delta_o5.sum(0))),
+                torch.cat((delta_i6.sum(0), delta_f6.sum(0), delta_g6.sum(0), delta_o6.sum(0))),
+                torch.cat((delta_i7.sum(0), delta_f7.sum(0), delta_g7.sum(0), delta_o7.sum(0))),
+            ),
+            "bias_hh_l0": (  # (G13–G16)
+                torch.cat((delta_i1.sum(0), delta_f1.sum(0), delta_g1.sum(0), delta_o1.sum(0))),
+                torch.cat((delta_i2.sum(0), delta_f2.sum(0), delta_g2.sum(0), delta_o2.sum(0))),
+                torch.cat((delta_i3.sum(0), delta_f3.sum(0), delta_g3.sum(0), delta_o3.sum(0))),
+                torch.cat((delta_i4.sum(0), delta_f4.sum(0), delta_g4.sum(0), delta_o4.sum(0))),
+                torch.cat((delta_i5.sum(0), delta_f5.sum(0), delta_g5.sum(0), delta_o5.sum(0))),
+                torch.cat((delta_i6.sum(0), delta_f6.sum(0), delta_g6.sum(0), delta_o6.sum(0))),
+                torch.cat((delta_i7.sum(0), delta_f7.sum(0), delta_g7.sum(0), delta_o7.sum(0))),
+            ),
         }
+        grads["per_step"] = {key: torch.stack(value) for key, value in terms.items()}
         grads["adjoints"] = {
-            "delta_o": torch.stack(
-                (delta_o1, delta_o2, delta_o3, delta_o4, delta_o5, delta_o6, delta_o7)
-            ),
-            "delta_g": torch.stack(
-                (delta_g1, delta_g2, delta_g3, delta_g4, delta_g5, delta_g6, delta_g7)
-            ),
-            "delta_f": torch.stack(
-                (delta_f1, delta_f2, delta_f3, delta_f4, delta_f5, delta_f6, delta_f7)
-            ),
-            "delta_i": torch.stack(
-                (delta_i1, delta_i2, delta_i3, delta_i4, delta_i5, delta_i6, delta_i7)
-            ),
+            "delta_o": delta_o,
+            "delta_g": delta_g,
+            "delta_f": delta_f,
+            "delta_i": delta_i,
         }
     return grads
 

@@ -34,16 +34,16 @@ def forward(x, h0, weight_ih, weight_hh):
     x: (T, B, 4); h0: (B, 3); parameters with torch's shapes.
     output: (T, B, 3), h_1 ... h_T; saved: the per-step values backward reads.
     """
-    x1, x2, x3, x4, x5 = x.unbind(0)
-    z1 = x1 @ weight_ih.T + h0 @ weight_hh.T  # (F1)
+    x_weight_ih = x @ weight_ih.T  # every step's input projection at once
+    z1 = torch.addmm(x_weight_ih[0], h0, weight_hh.T)  # (F1)
     h1 = torch.relu(z1)  # (F1)
-    z2 = x2 @ weight_ih.T + h1 @ weight_hh.T  # (F2)
+    z2 = torch.addmm(x_weight_ih[1], h1, weight_hh.T)  # (F2)
     h2 = torch.relu(z2)  # (F2)
-    z3 = x3 @ weight_ih.T + h2 @ weight_hh.T  # (F3)
+    z3 = torch.addmm(x_weight_ih[2], h2, weight_hh.T)  # (F3)
     h3 = torch.relu(z3)  # (F3)
-    z4 = x4 @ weight_ih.T + h3 @ weight_hh.T  # (F4)
+    z4 = torch.addmm(x_weight_ih[3], h3, weight_hh.T)  # (F4)
     h4 = torch.relu(z4)  # (F4)
-    z5 = x5 @ weight_ih.T + h4 @ weight_hh.T  # (F5)
+    z5 = torch.addmm(x_weight_ih[4], h4, weight_hh.T)  # (F5)
     h5 = torch.relu(z5)  # (F5)
     saved = {
         "h": torch.stack((h1, h2, h3, h4, h5)),
@@ -72,45 +72,34 @@ def backward(x, h0, saved, weight_ih, weight_hh, grad_output, grad_h_n, per_step
     delta2 = hbar2 * (h2 > 0)  # (B2)
     hbar1 = g1 + delta2 @ weight_hh  # (B1)
     delta1 = hbar1 * (h1 > 0)  # (B1)
-    terms = {
-        "weight_ih_l0": (  # (G1)
-            delta1.T @ x1,
-            delta2.T @ x2,
-            delta3.T @ x3,
-            delta4.T @ x4,
-            delta5.T @ x5,
-        ),
-        "weight_hh_l0": (  # (G2)
-            delta1.T @ h0,
-            delta2.T @ h1,
-            delta3.T @ h2,
-            delta4.T @ h3,
-            delta5.T @ h4,
-        ),
-        "input": (  # (G3)
-            delta1 @ weight_ih,
-            delta2 @ weight_ih,
-            delta3 @ weight_ih,
-            delta4 @ weight_ih,
-            delta5 @ weight_ih,
-        ),
-        "h_0": (  # (G4)
-            delta1 @ weight_hh,
-        ),
-    }
+    h = torch.cat((h0.unsqueeze(0), saved["h"]))
+    delta = torch.stack((delta1, delta2, delta3, delta4, delta5))
     grads = {
-        "weight_ih_l0": torch.stack(terms["weight_ih_l0"]).sum(0),
-        "weight_hh_l0": torch.stack(terms["weight_hh_l0"]).sum(0),
-        "input": torch.stack(terms["input"]),
-        "h_0": terms["h_0"][0],
+        "weight_ih_l0": delta.flatten(0, 1).T @ x.flatten(0, 1),  # (G1)
+        "weight_hh_l0": delta.flatten(0, 1).T @ h[:-1].flatten(0, 1),  # (G2)
+        "input": delta @ weight_ih,  # (G3)
+        "h_0": delta1 @ weight_hh,  # (G4)
     }
     if per_step:
-        grads["per_step"] = {
-            "weight_ih_l0": torch.stack(terms["weight_ih_l0"]),
-            "weight_hh_l0": torch.stack(terms["weight_hh_l0"]),
+        terms = {
+            "weight_ih_l0": (  # (G1)
+                delta1.T @ x1,
+                delta2.T @ x2,
+                delta3.T @ x3,
+                delta4.T @ x4,
+                delta5.T @ x5,
+            ),
+            "weight_hh_l0": (  # (G2)
+                delta1.T @ h0,
+                delta2.T @ h1,
+                delta3.T @ h2,
+                delta4.T @ h3,
+                delta5.T @ h4,
+            ),
         }
+        grads["per_step"] = {key: torch.stack(value) for key, value in terms.items()}
         grads["adjoints"] = {
-            "delta": torch.stack((delta1, delta2, delta3, delta4, delta5)),
+            "delta": delta,
         }
     return grads
 

@@ -38,18 +38,18 @@ def forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh):
     x: (T, B, 1); h0: (B, 2); parameters with torch's shapes.
     output: (T, B, 2), h_1 ... h_T; saved: the per-step values backward reads.
     """
-    x1, x2, x3, x4, x5, x6 = x.unbind(0)
-    z1 = x1 @ weight_ih.T + bias_ih + h0 @ weight_hh.T + bias_hh  # (F1)
+    x_weight_ih = x @ weight_ih.T + (bias_ih + bias_hh)  # every step's input projection at once
+    z1 = torch.addmm(x_weight_ih[0], h0, weight_hh.T)  # (F1)
     h1 = torch.tanh(z1)  # (F1)
-    z2 = x2 @ weight_ih.T + bias_ih + h1 @ weight_hh.T + bias_hh  # (F2)
+    z2 = torch.addmm(x_weight_ih[1], h1, weight_hh.T)  # (F2)
     h2 = torch.tanh(z2)  # (F2)
-    z3 = x3 @ weight_ih.T + bias_ih + h2 @ weight_hh.T + bias_hh  # (F3)
+    z3 = torch.addmm(x_weight_ih[2], h2, weight_hh.T)  # (F3)
     h3 = torch.tanh(z3)  # (F3)
-    z4 = x4 @ weight_ih.T + bias_ih + h3 @ weight_hh.T + bias_hh  # (F4)
+    z4 = torch.addmm(x_weight_ih[3], h3, weight_hh.T)  # (F4)
     h4 = torch.tanh(z4)  # (F4)
-    z5 = x5 @ weight_ih.T + bias_ih + h4 @ weight_hh.T + bias_hh  # (F5)
+    z5 = torch.addmm(x_weight_ih[4], h4, weight_hh.T)  # (F5)
     h5 = torch.tanh(z5)  # (F5)
-    z6 = x6 @ weight_ih.T + bias_ih + h5 @ weight_hh.T + bias_hh  # (F6)
+    z6 = torch.addmm(x_weight_ih[5], h5, weight_hh.T)  # (F6)
     h6 = torch.tanh(z6)  # (F6)
     saved = {
         "h": torch.stack((h1, h2, h3, h4, h5, h6)),
@@ -80,68 +80,54 @@ def backward(x, h0, saved, weight_ih, weight_hh, grad_output, grad_h_n, per_step
     delta2 = hbar2 * (1 - h2 * h2)  # (B2)
     hbar1 = g1 + delta2 @ weight_hh  # (B1)
     delta1 = hbar1 * (1 - h1 * h1)  # (B1)
-    terms = {
-        "weight_ih_l0": (  # (G1)
-            delta1.T @ x1,
-            delta2.T @ x2,
-            delta3.T @ x3,
-            delta4.T @ x4,
-            delta5.T @ x5,
-            delta6.T @ x6,
-        ),
-        "weight_hh_l0": (  # (G2)
-            delta1.T @ h0,
-            delta2.T @ h1,
-            delta3.T @ h2,
-            delta4.T @ h3,
-            delta5.T @ h4,
-            delta6.T @ h5,
-        ),
-        "bias_ih_l0": (  # (G3)
-            delta1.sum(0),
-            delta2.sum(0),
-            delta3.sum(0),
-            delta4.sum(0),
-            delta5.sum(0),
-            delta6.sum(0),
-        ),
-        "bias_hh_l0": (  # (G4)
-            delta1.sum(0),
-            delta2.sum(0),
-            delta3.sum(0),
-            delta4.sum(0),
-            delta5.sum(0),
-            delta6.sum(0),
-        ),
-        "input": (  # (G5)
-            delta1 @ weight_ih,
-            delta2 @ weight_ih,
-            delta3 @ weight_ih,
-            delta4 @ weight_ih,
-            delta5 @ weight_ih,
-            delta6 @ weight_ih,
-        ),
-        "h_0": (  # (G6)
-            delta1 @ weight_hh,
-        ),
-    }
+    h = torch.cat((h0.unsqueeze(0), saved["h"]))
+    delta = torch.stack((delta1, delta2, delta3, delta4, delta5, delta6))
     grads = {
-        "weight_ih_l0": torch.stack(terms["weight_ih_l0"]).sum(0),
-        "weight_hh_l0": torch.stack(terms["weight_hh_l0"]).sum(0),
-        "bias_ih_l0": torch.stack(terms["bias_ih_l0"]).sum(0),
-        "bias_hh_l0": torch.stack(terms["bias_hh_l0"]).sum(0),
-        "input": torch.stack(terms["input"]),
-        "h_0": terms["h_0"][0],
+        "weight_ih_l0": delta.flatten(0, 1).T @ x.flatten(0, 1),  # (G1)
+        "weight_hh_l0": delta.flatten(0, 1).T @ h[:-1].flatten(0, 1),  # (G2)
+        "bias_ih_l0": delta.sum((0, 1)),  # (G3)
+        "bias_hh_l0": delta.sum((0, 1)),  # (G4)
+        "input": delta @ weight_ih,  # (G5)
+        "h_0": delta1 @ weight_hh,  # (G6)
     }
     if per_step:
-        grads["per_step"] = {
-            "weight_ih_l0": torch.stack(terms["weight_ih_l0"]),
-            "weight_hh_l0": torch.stack(terms["weight_hh_l0"]),
-            "bias_ih_l0": torch.stack(terms["bias_ih_l0"]),
-            "bias_hh_l0": torch.stack(terms["bias_hh_l0"]),
+        terms = {
+            "weight_ih_l0": (  # (G1)
+                delta1.T @ x1,
+                delta2.T @ x2,
+                delta3.T @ x3,
+                delta4.T @ x4,
+                delta5.T @ x5,
+                delta6.T @ x6,
+            ),
+            "weight_hh_l0": (  # (G2)
+                delta1.T @ h0,
+                delta2.T @ h1,
+                delta3.T @ h2,
+                delta4.T @ h3,
+                delta5.T @ h4,
+                delta6.T @ h5,
+            ),
+            "bias_ih_l0": (  # (G3)
+                delta1.sum(0),
+                delta2.sum(0),
+                delta3.sum(0),
+                delta4.sum(0),
+                delta5.sum(0),
+                delta6.sum(0),
+            ),
+            "bias_hh_l0": (  # (G4)
+                delta1.sum(0),
+                delta2.sum(0),
+                delta3.sum(0),
+                delta4.sum(0),
+                delta5.sum(0),
+                delta6.sum(0),
+            ),
         }
+        grads["per_step"] = {key: torch.stack(value) for key, value in terms.items()}
         grads["adjoints"] = {
-            "delta": torch.stack((delta1, delta2, delta3, delta4, delta5, delta6)),
+            "delta": delta,
         }
     return grads
 

@@ -8,6 +8,8 @@ element-wise functions of the activation's OUTPUT ``y``, as torch computes them:
     tanh'    = 1 - y ⊙ y
     sigmoid' = y ⊙ (1 - y)
     relu'    = [y > 0]
+
+(generated code writes sigmoid' as ``y - y * y``: the same values, one tensor operation fewer).
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ FUNCTIONS: dict[str, ElementwiseFunction] = {
         sp.Lambda(_y, _y * (1 - _y)),
         r"{0} \odot \left(1 - {0}\right)",
         "{0} ⊙ (1 − {0})",
-        "({0} * (1 - {0}))",
+        "({0} - {0} * {0})",
     ),
     "drelu": ElementwiseFunction(
         sp.Lambda(_y, sp.Heaviside(_y, 0)),

@@ -103,13 +103,13 @@ class _Builder:
         masks = {"mask"} if program.constants else set()
         forward_sequences = {"x", *masks, *self.states, *self.saved}
         backward_sequences = {"x", "g", *masks, *self.states, *self.saved, *self.adjoint_sequences}
-        fused = {
+        fused = self.fused = {
             block: (p.argument, k, len(p.blocks))
             for p in d.parameters
             for k, block in enumerate(p.blocks)
         }
         loop_name = lambda s: loop_code_name(s, self.blocks, forward_sequences)  # noqa: E731
-        self.projections = _projections(program, fused, self.blocks, loop_name)
+        self.projections = _projections(program.assignments, fused, self.blocks, loop_name)
         self.loop_forward_printer = BatchedTorchPrinter(
             loop_name, is_parameter, known_sums=self.projections.known_sums
         )
@@ -152,7 +152,15 @@ class _Builder:
         )
 
     def unrolled_forward(self) -> list[Line]:
-        return [self._line(self.unrolled, a, a.label) for step in self.d.forward for a in step]
+        """Every step written out, each with its projections (the loop form's, at step k)."""
+        name = lambda s: unrolled_code_name(s, self.blocks)  # noqa: E731
+        lines = []
+        for k, step in enumerate(self.d.forward, start=1):
+            projections = _projections(step, self.fused, self.blocks, name, str(k - 1), str(k))
+            printer = BatchedTorchPrinter(name, is_parameter, known_sums=projections.known_sums)
+            lines += [Line(code, f"F{k}") for code in projections.each_step]
+            lines += [self._line(printer, a, a.label) for a in step]
+        return lines
 
     def unrolled_backward(self) -> list[Line]:
         return [self._line(self.unrolled, a, a.label) for step in self.d.backward for a in step]
@@ -195,7 +203,7 @@ class _Builder:
             total = cat([self._reduce(self.stacked, g, g.generic) for g in grads])
             per_step = cat([self._reduce(self.stacked_per_step, g, g.generic) for g in grads], 1)
         elif first.once:
-            total = per_step = f"carry_{_base(first.of)}"
+            total = per_step = f"carry_{_base(first.of)}" if self.spec.loop_form else terms[0]
         else:
             total = per_step = self.stacked.doprint(first.generic)
         return GradientCode(key, labels, equations, terms, total, per_step, first.summed)
@@ -292,10 +300,14 @@ def _folded_bias(biases: dict[int, list[MatrixSymbol]], fused: dict, blocks: dic
     return terms[0] if len(terms) == 1 else f"({' + '.join(terms)})"
 
 
-def _projections(program, fused: dict, blocks: dict, loop_name) -> Projections:
-    """Group the products ``Wₖ v`` of every block k of a stacked parameter with one operand."""
+def _projections(
+    assignments, fused: dict, blocks: dict, name, index: str = "t - 1", step: str = ""
+) -> Projections:
+    """Group the products ``Wₖ v`` of every block k of a stacked parameter with one operand;
+    ``index`` is the row of the input projection the assignments read (the step's, less 1);
+    ``step`` ends the names of the step's products (``a3``; none in the loop)."""
     groups: dict[tuple[str, MatrixSymbol], dict[int, tuple[MatMul, MatAdd | None]]] = {}
-    for assignment in program.assignments:
+    for assignment in assignments:
         for node in sp.preorder_traversal(assignment.value):
             terms = node.args if isinstance(node, MatAdd) else (node,)
             for product in terms:
@@ -325,13 +337,13 @@ def _projections(program, fused: dict, blocks: dict, loop_name) -> Projections:
             for k, (_, parent) in products.items()
         }
         bias = _folded_bias(biases, fused, blocks) if len(products) == count else None
-        name = f"x_{argument}"
-        before.append(f"{name} = x @ {argument}.T" + (f" + {bias}" if bias else ""))
+        x_name = f"x_{argument}"
+        before.append(f"{x_name} = x @ {argument}.T" + (f" + {bias}" if bias else ""))
         for k, (product, parent) in products.items():
             terms = frozenset([product, *(biases[k] if bias else ())])
-            known[terms] = _slice(name, "t - 1", _columns(k, rows, count))
+            known[terms] = _slice(x_name, index, _columns(k, rows, count))
             if parent is not None:
-                inputs[parent] = (terms, name)
+                inputs[parent] = (terms, x_name)
     for (argument, operand), products in groups.items():
         count = fused[next(iter(products.values()))[0].args[0]][2]
         if _base(operand) == "x" or len(products) != count:
@@ -346,18 +358,18 @@ def _projections(program, fused: dict, blocks: dict, loop_name) -> Projections:
         )
         if whole:
             x_name = inputs[parents[0]][1]
-            addmm = f"torch.addmm({x_name}[t - 1], {loop_name(operand)}, {argument}.T)"
+            addmm = f"torch.addmm({x_name}[{index}], {name(operand)}, {argument}.T)"
             if count == 1:
                 known[frozenset(parents[0].args)] = addmm
                 continue
-            each_step.append(f"a = {addmm}")
+            each_step.append(f"a{step} = {addmm}")
             for k, (_, parent) in products.items():
-                known[frozenset(parent.args)] = f"a[{_columns(k, rows, count)}]"
+                known[frozenset(parent.args)] = f"a{step}[{_columns(k, rows, count)}]"
         elif count > 1:
-            name = f"{_base(operand)}_{argument}"
-            each_step.append(f"{name} = {loop_name(operand)} @ {argument}.T")
+            h_name = f"{_base(operand)}_{argument}{step}"
+            each_step.append(f"{h_name} = {name(operand)} @ {argument}.T")
             for k, (product, _) in products.items():
-                known[frozenset([product])] = f"{name}[{_columns(k, rows, count)}]"
+                known[frozenset([product])] = f"{h_name}[{_columns(k, rows, count)}]"
     return Projections(tuple(before), tuple(each_step), known)
 
 
@@ -430,8 +442,30 @@ def cell_context(derivation: Derivation) -> dict:
         sources = {"x": "x", "g": "grad_output", **{m: m for m in masks}}
         sources |= {base: f'saved["{base}"]' for base in b.saved}
         context["unpack"] = {base: b.unpack(base, src) for base, src in sources.items()}
+        forward_words = set(re.findall(r"\w+", "\n".join(line.code for line in context["forward"])))
+        context["forward_sequences"] = [
+            base for base in context["sequence_inputs"] if f"{base}1" in forward_words
+        ]
         context["stack"] = {base: b.stack(base) for base in [*b.saved, *b.adjoint_sequences]}
+        context["stacked"] = _stacked_sequences(context, b)
     return context
+
+
+def _stacked_sequences(context: dict, b: _Builder) -> dict[str, str]:
+    """The unrolled backward's per-step values as (T, B, n) tensors, for the gradients' sums
+    over steps (the loop form builds them as it goes): name -> statement, for the names the
+    sums read."""
+    words = set()
+    for g in context["gradients"]:
+        words |= set(re.findall(r"\w+", f"{g.total} {g.per_step}"))
+    lines = {}
+    for state in context["states"]:
+        name = state["name"]
+        lines[name] = f'{name} = torch.cat(({state["initial"]}.unsqueeze(0), saved["{name}"]))'
+    lines |= {base: f'{base} = saved["{base}"]' for base in b.saved if base not in lines}
+    lines |= {base: f"{base} = {b.stack(base)}" for base in b.adjoint_sequences}
+    lines["g"] = "g = grad_output"
+    return {name: line for name, line in lines.items() if name in words}
 
 
 def template_context(derivation: Derivation, name: str, marker: str) -> dict:
