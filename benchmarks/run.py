@@ -471,8 +471,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
     parser.add_argument("--quick", action="store_true", help="fewer sizes and runs")
-    parser.add_argument("--cap", type=float, default=120.0, help="seconds for the naive side")
+    parser.add_argument(
+        "--cap",
+        type=float,
+        help="seconds allowed to the naive side and the scalar view (default 120, 20 with --quick)",
+    )
     args = parser.parse_args(argv)
+    if args.cap is None:
+        args.cap = 20.0 if args.quick else 120.0
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     (ROOT / "build").mkdir(exist_ok=True)
