@@ -75,6 +75,7 @@ def forward(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr):
     ct = x.new_empty((STEPS, batch, 8))
     o = x.new_empty((STEPS, batch, 8))
     q = x.new_empty((STEPS, batch, 8))
+    tanh_c = x.new_empty((STEPS, batch, 8))
     x_weight_ih = x @ weight_ih.T + (bias_ih + bias_hh)  # every step's input projection at once
     for t in range(1, STEPS + 1):
         i_t = i[t - 1]
@@ -93,7 +94,7 @@ def forward(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr):
         a_o = a[:, 24:32]  # (Ft)
         torch.sigmoid(a_o, out=o_t)  # (Ft)
         torch.add(f_t * c[t - 1], i_t * ct_t, out=c_t)  # (Ft)
-        torch.mul(o_t, torch.tanh(c_t), out=q_t)  # (Ft)
+        torch.mul(o_t, torch.tanh(c_t, out=tanh_c[t - 1]), out=q_t)  # (Ft)
         h[t] = q_t @ weight_hr.T  # (Ft)
     saved = {
         "i": i,
@@ -103,6 +104,7 @@ def forward(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr):
         "c": c[1:],
         "q": q,
         "h": h[1:],
+        "tanh_c": tanh_c,
     }
     return saved["h"], saved
 
@@ -135,88 +137,45 @@ def backward(
     ct = saved["ct"]
     o = saved["o"]
     q = saved["q"]
+    tanh_c = saved["tanh_c"]
+    delta = x.new_empty((STEPS, batch, 32))
+    delta_i, delta_f, delta_g, delta_o = delta.split(8, -1)
     hbar = x.new_empty((STEPS, batch, 4))
-    delta_o = x.new_empty((STEPS, batch, 8))
-    delta_g = x.new_empty((STEPS, batch, 8))
-    delta_f = x.new_empty((STEPS, batch, 8))
-    delta_i = x.new_empty((STEPS, batch, 8))
     g = grad_output
     carry_h = grad_h_n
     carry_c = grad_c_n
     for t in range(STEPS, 0, -1):
         hbar_t = hbar[t - 1]
         o_t = o[t - 1]
-        delta_o_t = delta_o[t - 1]
+        tanh_c_t = tanh_c[t - 1]
         i_t = i[t - 1]
         ct_t = ct[t - 1]
-        delta_g_t = delta_g[t - 1]
         f_t = f[t - 1]
-        delta_f_t = delta_f[t - 1]
-        delta_i_t = delta_i[t - 1]
-        tanh_c = torch.tanh(c[t])  # (Bt)
         torch.add(g[t - 1], carry_h, out=hbar_t)  # (Bt)
         qbar = hbar_t @ weight_hr  # (Bt)
-        cbar = carry_c + qbar * o_t * (1 - tanh_c * tanh_c)  # (Bt)
-        torch.mul(qbar * tanh_c, (o_t - o_t * o_t), out=delta_o_t)  # (Bt)
-        torch.mul(cbar * i_t, (1 - ct_t * ct_t), out=delta_g_t)  # (Bt)
-        torch.mul(cbar * c[t - 1], (f_t - f_t * f_t), out=delta_f_t)  # (Bt)
-        torch.mul(cbar * ct_t, (i_t - i_t * i_t), out=delta_i_t)  # (Bt)
-        carry_h = torch.cat((delta_i_t, delta_f_t, delta_g_t, delta_o_t), -1) @ weight_hh  # (Bt)
+        cbar = carry_c + qbar * o_t * (1 - tanh_c_t * tanh_c_t)  # (Bt)
+        torch.mul(qbar * tanh_c_t, (o_t - o_t * o_t), out=delta_o[t - 1])  # (Bt)
+        torch.mul(cbar * i_t, (1 - ct_t * ct_t), out=delta_g[t - 1])  # (Bt)
+        torch.mul(cbar * c[t - 1], (f_t - f_t * f_t), out=delta_f[t - 1])  # (Bt)
+        torch.mul(cbar * ct_t, (i_t - i_t * i_t), out=delta_i[t - 1])  # (Bt)
+        carry_h = delta[t - 1] @ weight_hh  # (Bt)
         carry_c = cbar * f_t  # (Bt)
     grads = {
-        "weight_ih_l0": torch.cat(
-            (
-                delta_i.flatten(0, 1).T @ x.flatten(0, 1),
-                delta_f.flatten(0, 1).T @ x.flatten(0, 1),
-                delta_g.flatten(0, 1).T @ x.flatten(0, 1),
-                delta_o.flatten(0, 1).T @ x.flatten(0, 1),
-            )
-        ),  # (G1–G4)
-        "weight_hh_l0": torch.cat(
-            (
-                delta_i.flatten(0, 1).T @ h[:-1].flatten(0, 1),
-                delta_f.flatten(0, 1).T @ h[:-1].flatten(0, 1),
-                delta_g.flatten(0, 1).T @ h[:-1].flatten(0, 1),
-                delta_o.flatten(0, 1).T @ h[:-1].flatten(0, 1),
-            )
-        ),  # (G5–G8)
-        "bias_ih_l0": torch.cat(
-            (delta_i.sum((0, 1)), delta_f.sum((0, 1)), delta_g.sum((0, 1)), delta_o.sum((0, 1)))
-        ),  # (G9–G12)
-        "bias_hh_l0": torch.cat(
-            (delta_i.sum((0, 1)), delta_f.sum((0, 1)), delta_g.sum((0, 1)), delta_o.sum((0, 1)))
-        ),  # (G13–G16)
+        "weight_ih_l0": delta.flatten(0, 1).T @ x.flatten(0, 1),  # (G1–G4)
+        "weight_hh_l0": delta.flatten(0, 1).T @ h[:-1].flatten(0, 1),  # (G5–G8)
+        "bias_ih_l0": delta.sum((0, 1)),  # (G9–G12)
+        "bias_hh_l0": delta.sum((0, 1)),  # (G13–G16)
         "weight_hr_l0": hbar.flatten(0, 1).T @ q.flatten(0, 1),  # (G17)
-        "input": torch.cat((delta_i, delta_f, delta_g, delta_o), -1) @ weight_ih,  # (G18)
+        "input": delta @ weight_ih,  # (G18)
         "h_0": carry_h,  # (G19)
         "c_0": carry_c,  # (G20)
     }
     if per_step:
         grads["per_step"] = {
-            "weight_ih_l0": torch.cat(
-                (
-                    delta_i.transpose(1, 2) @ x,
-                    delta_f.transpose(1, 2) @ x,
-                    delta_g.transpose(1, 2) @ x,
-                    delta_o.transpose(1, 2) @ x,
-                ),
-                1,
-            ),
-            "weight_hh_l0": torch.cat(
-                (
-                    delta_i.transpose(1, 2) @ h[:-1],
-                    delta_f.transpose(1, 2) @ h[:-1],
-                    delta_g.transpose(1, 2) @ h[:-1],
-                    delta_o.transpose(1, 2) @ h[:-1],
-                ),
-                1,
-            ),
-            "bias_ih_l0": torch.cat(
-                (delta_i.sum(1), delta_f.sum(1), delta_g.sum(1), delta_o.sum(1)), 1
-            ),
-            "bias_hh_l0": torch.cat(
-                (delta_i.sum(1), delta_f.sum(1), delta_g.sum(1), delta_o.sum(1)), 1
-            ),
+            "weight_ih_l0": delta.transpose(1, 2) @ x,
+            "weight_hh_l0": delta.transpose(1, 2) @ h[:-1],
+            "bias_ih_l0": delta.sum(1),
+            "bias_hh_l0": delta.sum(1),
             "weight_hr_l0": hbar.transpose(1, 2) @ q,
         }
         grads["adjoints"] = {

@@ -8,12 +8,13 @@ reads (gates, states), and the backward returns every gradient by torch's names.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import sympy as sp
-from sympy import MatAdd, MatMul, MatrixSymbol
+from sympy import MatAdd, MatMul, MatrixSymbol, Transpose
 
 from .matexpr import Elementwise
 from .printing.loop_step import alias_slots, is_slot, store
@@ -28,7 +29,7 @@ from .printing.names import (
 )
 from .printing.text import gradient_text, text
 from .printing.torch_code import BatchedTorchPrinter
-from .program import split_name
+from .program import split_name, var
 
 if TYPE_CHECKING:
     from .derivation import Derivation, Gradient
@@ -101,27 +102,42 @@ class _Builder:
             lambda s: unrolled_code_name(s, self.blocks), is_parameter
         )
         masks = {"mask"} if program.constants else set()
-        forward_sequences = {"x", *masks, *self.states, *self.saved}
-        backward_sequences = {"x", "g", *masks, *self.states, *self.saved, *self.adjoint_sequences}
         fused = self.fused = {
             block: (p.argument, k, len(p.blocks))
             for p in d.parameters
             for k, block in enumerate(p.blocks)
         }
+        self.groups = _adjoint_groups(d, fused, self.adjoint_sequences) if d.spec.loop_form else {}
+        grouped = {_base(group) for group in self.groups.values()}
+        forward_sequences = {"x", *masks, *self.states, *self.saved}
+        backward_sequences = {"x", "g", *masks, *self.states, *self.saved, *self.adjoint_sequences}
+        backward_sequences |= grouped
         loop_name = lambda s: loop_code_name(s, self.blocks, forward_sequences)  # noqa: E731
         self.projections = _projections(program.assignments, fused, self.blocks, loop_name)
-        self.loop_forward_printer = BatchedTorchPrinter(
-            loop_name, is_parameter, known_sums=self.projections.known_sums
-        )
         self.activations = _activations(d)
+        self.kept = _kept_activations(d, self.activations) if d.spec.loop_form else {}
+        self.saved += list(self.kept.values())
+        self.sizes |= {name: node.shape[0] for node, name in self.kept.items()}
+        self.loop_forward_printer = BatchedTorchPrinter(
+            loop_name,
+            is_parameter,
+            known={
+                node: node.function.torch_out.format(loop_name(node.arg), f"{name}[t - 1]")
+                for node, name in self.kept.items()
+            },
+            known_sums=self.projections.known_sums,
+        )
         self.loop_backward_printer = BatchedTorchPrinter(
             lambda s: loop_code_name(s, self.blocks, backward_sequences),
             is_parameter,
             stacked=fused,
-            known=dict(self.activations),
+            known=self.activations | {node: f"{name}[t - 1]" for node, name in self.kept.items()},
+            groups=self.groups,
         )
         stacked = lambda s: stacked_code_name(s, self.blocks, d.spec.steps)  # noqa: E731
-        self.stacked = BatchedTorchPrinter(stacked, is_parameter, batch_dims=2, stacked=fused)
+        self.stacked = BatchedTorchPrinter(
+            stacked, is_parameter, batch_dims=2, stacked=fused, groups=self.groups
+        )
         self.stacked_per_step = BatchedTorchPrinter(
             stacked, is_parameter, batch_dims=2, per_step=True
         )
@@ -199,7 +215,11 @@ class _Builder:
                 cat([self._reduce(self.unrolled, g, g.terms[k]) for g in grads])
                 for k in range(len(first.terms))
             )
-        if first.summed:
+        grouped = self._grouped(grads)
+        if first.summed and grouped is not None:
+            total = self._reduce(self.stacked, first, grouped)
+            per_step = self._reduce(self.stacked_per_step, first, grouped)
+        elif first.summed:
             total = cat([self._reduce(self.stacked, g, g.generic) for g in grads])
             per_step = cat([self._reduce(self.stacked_per_step, g, g.generic) for g in grads], 1)
         elif first.once:
@@ -207,6 +227,35 @@ class _Builder:
         else:
             total = per_step = self.stacked.doprint(first.generic)
         return GradientCode(key, labels, equations, terms, total, per_step, first.summed)
+
+    def _grouped(self, grads: list[Gradient]) -> sp.Basic | None:
+        """One gradient for all blocks of a parameter whose δ's are one buffer (``δ xᵀ``)."""
+        if isinstance(grads[0].generic, MatMul):
+            if any(len(g.generic.args) != 2 for g in grads):
+                return None
+            operands = tuple(g.generic.args[0] for g in grads)
+            others = {g.generic.args[1] for g in grads}
+            if operands in self.groups and len(others) == 1:
+                return MatMul(self.groups[operands], others.pop())
+            return None
+        return self.groups.get(tuple(g.generic for g in grads))
+
+    def adjoint_buffers(self) -> list[str]:
+        """Loop form: a tensor over steps for each δ the gradients sum; the δ's of a group
+        are views of one buffer (``delta_i, delta_f, ... = delta.split(128, -1)``)."""
+        lines, grouped = [], set()
+        for operands, group in self.groups.items():
+            bases = [_base(u) for u in operands]
+            sizes = [u.shape[0] for u in operands]
+            split = sizes[0] if len(set(sizes)) == 1 else f"[{', '.join(map(str, sizes))}]"
+            lines.append(f"{_base(group)} = x.new_empty((STEPS, batch, {group.shape[0]}))")
+            lines.append(f"{', '.join(bases)} = {_base(group)}.split({split}, -1)")
+            grouped.update(bases)
+        return lines + [
+            f"{base} = x.new_empty((STEPS, batch, {self.sizes[base]}))"
+            for base in self.adjoint_sequences
+            if base not in grouped
+        ]
 
     # --- loop form -----------------------------------------------------------------------
 
@@ -224,11 +273,13 @@ class _Builder:
         return _with_aliases(lines)
 
     def loop_backward(self) -> list[Line]:
-        """The generic backward step, after the activations it reads (``tanh_c``)."""
+        """The generic backward step, after the activations it reads (``tanh_c``) that the
+        forward did not keep."""
         printer = self.loop_backward_printer
         lines = [
             Line(f"{name} = {node.function.torch.format(printer.doprint(node.arg))}", "(Bt)")
             for node, name in self.activations.items()
+            if node not in self.kept
         ]
         lines += [self._loop_line(printer, a, "(Bt)") for a in self.d.adjoint.assignments]
         for state, sent in self.d.adjoint.carry.items():
@@ -243,6 +294,62 @@ def _with_aliases(lines: list[Line]) -> list[Line]:
     return [Line(code, "") for code in aliases] + [
         Line(code, line.label) for code, line in zip(codes, lines, strict=True)
     ]
+
+
+def _adjoint_groups(
+    derivation: Derivation, fused: dict, adjoint_sequences: list[str]
+) -> dict[tuple[sp.Basic, ...], MatrixSymbol]:
+    """The δ's that every block of a stacked weight sends back through the carried state
+    (``W_hiᵀ δⁱ + W_hfᵀ δᶠ + ...``), to be one buffer: each group's operands -> the variable
+    standing for the buffer, named by their common prefix (``delta``)."""
+    groups: dict[tuple[sp.Basic, ...], MatrixSymbol] = {}
+    taken = {base for base in adjoint_sequences}
+    for sent in derivation.adjoint.carry.values():
+        blocks: dict[str, dict[int, sp.Basic]] = {}
+        for node in sp.preorder_traversal(sent):
+            if isinstance(node, MatMul) and len(node.args) == 2:
+                factor, operand = node.args
+                if isinstance(factor, Transpose) and factor.arg in fused:
+                    argument, k, _ = fused[factor.arg]
+                    blocks.setdefault(argument, {})[k] = operand
+        for argument, operands in blocks.items():
+            count = fused[next(b for b in fused if fused[b][0] == argument)][2]
+            ordered = tuple(operands[k] for k in sorted(operands))
+            bases = [_base(u) for u in ordered if isinstance(u, MatrixSymbol)]
+            name = os.path.commonprefix(bases).rstrip("_")
+            if (
+                count < 2
+                or len(ordered) != count
+                or len(bases) != count
+                or not set(bases) <= set(adjoint_sequences)
+                or any(set(bases) & {_base(u) for u in group} for group in groups)
+                or not name
+                or name in taken
+            ):
+                continue
+            taken.add(name)
+            index = split_name(ordered[0])[1]
+            groups[ordered] = var(name, index, sum(u.shape[0] for u in ordered))
+    return groups
+
+
+def _kept_activations(
+    derivation: Derivation, activations: dict[Elementwise, str]
+) -> dict[Elementwise, str]:
+    """The activations the backward reads that the forward computes anyway (``tanh(c_t)`` in
+    ``h_t = o_t ⊙ tanh(c_t)``): the loop form's forward keeps them (``out=tanh_c[t - 1]``)
+    instead of the backward computing them again."""
+    computed = {
+        node
+        for a in derivation.step.assignments
+        for node in sp.preorder_traversal(a.value)
+        if isinstance(node, Elementwise)
+    }
+    return {
+        node: name
+        for node, name in activations.items()
+        if node in computed and node.function.torch_out
+    }
 
 
 def _activations(derivation: Derivation) -> dict[Elementwise, str]:
@@ -422,6 +529,7 @@ def cell_context(derivation: Derivation) -> dict:
         "sizes": b.sizes,
         "state_bases": list(STATE_BASES),
         "adjoint_sequences": b.adjoint_sequences,
+        "adjoint_buffers": b.adjoint_buffers(),
         "forward_unpack": [],
         "backward_unpack": [],
         "forward": b.unrolled_forward() if unrolled else [],

@@ -35,6 +35,8 @@ class BatchedTorchPrinter(TorchPrinter):
             holds ``Wₖᵀ uₖ`` for every block k of one parameter, it prints as one matmul
             ``torch.cat((u₀, ..., u_K₋₁), -1) @ argument`` (the stacked weight).
         known: code for whole subexpressions computed beforehand (fused projections).
+        groups: operands ``(u₀, ..., u_K₋₁)`` held in one buffer, and the variable that is the
+            whole buffer: their fused matmul prints as ``buffer @ argument``, no ``torch.cat``.
         known_sums: code for sets of terms of a sum computed beforehand: a sum holding every
             term of a set prints that code in their place (``W_ii x + b_ii + b_hi`` ->
             ``x_weight_ih[t - 1, :, 0:128]``, the input projection with its biases folded in).
@@ -48,6 +50,7 @@ class BatchedTorchPrinter(TorchPrinter):
         per_step: bool = False,
         stacked: dict[MatrixSymbol, tuple[str, int, int]] | None = None,
         known: dict[sp.Basic, str] | None = None,
+        groups: dict[tuple[sp.Basic, ...], MatrixSymbol] | None = None,
         known_sums: dict[frozenset[sp.Basic], str] | None = None,
     ) -> None:
         super().__init__()
@@ -57,6 +60,7 @@ class BatchedTorchPrinter(TorchPrinter):
         self._per_step = per_step
         self._stacked = stacked or {}
         self._known = known or {}
+        self._groups = groups or {}
         self._known_sums = sorted((known_sums or {}).items(), key=lambda item: -len(item[0]))
 
     def _print(self, expr, **kwargs) -> str:
@@ -87,8 +91,12 @@ class BatchedTorchPrinter(TorchPrinter):
         for argument, terms in groups.items():
             if len(terms) != sizes[argument] or sizes[argument] < 2:
                 continue
-            operands = [self._print(terms[k].args[1]) for k in range(sizes[argument])]
-            fused.append(f"torch.cat(({', '.join(operands)}), -1) @ {argument}")
+            operands = tuple(terms[k].args[1] for k in range(sizes[argument]))
+            if operands in self._groups:
+                fused.append(f"{self._print(self._groups[operands])} @ {argument}")
+            else:
+                printed = ", ".join(self._print(operand) for operand in operands)
+                fused.append(f"torch.cat(({printed}), -1) @ {argument}")
             used.update(terms.values())
         return fused, [arg for arg in args if arg not in used]
 
