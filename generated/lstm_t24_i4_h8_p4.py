@@ -66,10 +66,10 @@ def forward(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr):
     output: (T, B, 4), h_1 ... h_T; saved: the per-step values backward reads.
     """
     batch = x.shape[1]
-    h = x.new_empty((STEPS + 1, batch, 4))
-    h[0] = h0
-    c = x.new_empty((STEPS + 1, batch, 8))
-    c[0] = c0
+    h = x.new_empty((STEPS, batch, 4))
+    h_prev = h0
+    c = x.new_empty((STEPS, batch, 8))
+    c_prev = c0
     i = x.new_empty((STEPS, batch, 8))
     f = x.new_empty((STEPS, batch, 8))
     ct = x.new_empty((STEPS, batch, 8))
@@ -82,9 +82,10 @@ def forward(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr):
         f_t = f[t - 1]
         ct_t = ct[t - 1]
         o_t = o[t - 1]
-        c_t = c[t]
+        c_t = c[t - 1]
         q_t = q[t - 1]
-        a = torch.addmm(x_weight_ih[t - 1], h[t - 1], weight_hh.T)  # all gates at once
+        h_t = h[t - 1]
+        a = torch.addmm(x_weight_ih[t - 1], h_prev, weight_hh.T)  # all gates at once
         a_i = a[:, 0:8]  # (Ft)
         torch.sigmoid(a_i, out=i_t)  # (Ft)
         a_f = a[:, 8:16]  # (Ft)
@@ -93,17 +94,19 @@ def forward(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr):
         torch.tanh(a_g, out=ct_t)  # (Ft)
         a_o = a[:, 24:32]  # (Ft)
         torch.sigmoid(a_o, out=o_t)  # (Ft)
-        torch.add(f_t * c[t - 1], i_t * ct_t, out=c_t)  # (Ft)
+        torch.add(f_t * c_prev, i_t * ct_t, out=c_t)  # (Ft)
         torch.mul(o_t, torch.tanh(c_t, out=tanh_c[t - 1]), out=q_t)  # (Ft)
-        h[t] = q_t @ weight_hr.T  # (Ft)
+        h_t.copy_(q_t @ weight_hr.T)  # (Ft)
+        h_prev = h_t
+        c_prev = c_t
     saved = {
         "i": i,
         "f": f,
         "ct": ct,
         "o": o,
-        "c": c[1:],
+        "c": c,
         "q": q,
-        "h": h[1:],
+        "h": h,
         "tanh_c": tanh_c,
     }
     return saved["h"], saved

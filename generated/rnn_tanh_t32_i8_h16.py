@@ -37,14 +37,16 @@ def forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh):
     output: (T, B, 16), h_1 ... h_T; saved: the per-step values backward reads.
     """
     batch = x.shape[1]
-    h = x.new_empty((STEPS + 1, batch, 16))
-    h[0] = h0
+    h = x.new_empty((STEPS, batch, 16))
+    h_prev = h0
     x_weight_ih = x @ weight_ih.T + (bias_ih + bias_hh)  # every step's input projection at once
     for t in range(1, STEPS + 1):
-        z = torch.addmm(x_weight_ih[t - 1], h[t - 1], weight_hh.T)  # (Ft)
-        torch.tanh(z, out=h[t])  # (Ft)
+        h_t = h[t - 1]
+        z = torch.addmm(x_weight_ih[t - 1], h_prev, weight_hh.T)  # (Ft)
+        torch.tanh(z, out=h_t)  # (Ft)
+        h_prev = h_t
     saved = {
-        "h": h[1:],
+        "h": h,
     }
     return saved["h"], saved
 

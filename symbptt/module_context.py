@@ -112,7 +112,8 @@ class _Builder:
         forward_sequences = {"x", *masks, *self.states, *self.saved}
         backward_sequences = {"x", "g", *masks, *self.states, *self.saved, *self.adjoint_sequences}
         backward_sequences |= grouped
-        loop_name = lambda s: loop_code_name(s, self.blocks, forward_sequences)  # noqa: E731
+        carried = frozenset(self.states)
+        loop_name = lambda s: loop_code_name(s, self.blocks, forward_sequences, carried)  # noqa: E731
         self.projections = _projections(program.assignments, fused, self.blocks, loop_name)
         self.activations = _activations(d)
         self.kept = _kept_activations(d, self.activations) if d.spec.loop_form else {}
@@ -266,11 +267,14 @@ class _Builder:
         return self._line(printer, assignment, label)
 
     def loop_forward(self) -> list[Line]:
-        """The generic forward step: the projections of every gate, then each assignment."""
+        """The generic forward step: the projections of every gate, each assignment, then the
+        new states become the previous ones (``h_prev = h[t - 1]``: states are stored from
+        step 1, ``h_0`` stays the caller's)."""
         printer = self.loop_forward_printer
         lines = [Line(code, "all gates at once") for code in self.projections.each_step]
         lines += [self._loop_line(printer, a, "(Ft)") for a in self.d.step.assignments]
-        return _with_aliases(lines)
+        lines += [Line(f"{state}_prev = {state}[t - 1]", "") for state in self.states]
+        return _with_aliases(lines, states=())
 
     def loop_backward(self) -> list[Line]:
         """The generic backward step, after the activations it reads (``tanh_c``) that the
@@ -287,10 +291,10 @@ class _Builder:
         return _with_aliases(lines)
 
 
-def _with_aliases(lines: list[Line]) -> list[Line]:
+def _with_aliases(lines: list[Line], states: tuple[str, ...] = STATE_BASES) -> list[Line]:
     """The step's lines after :func:`alias_slots`, its aliases first."""
     taken = set(re.findall(r"\w+", "\n".join(line.code for line in lines)))
-    aliases, codes = alias_slots([line.code for line in lines], taken)
+    aliases, codes = alias_slots([line.code for line in lines], taken, states)
     return [Line(code, "") for code in aliases] + [
         Line(code, line.label) for code, line in zip(codes, lines, strict=True)
     ]

@@ -49,13 +49,16 @@ def store(printer: BatchedTorchPrinter, slot: str, value: sp.Basic) -> str:
     return f"{slot} = {printer.doprint(value)}"
 
 
-def alias_name(base: str, index: str) -> str:
-    """``h[t - 1]`` -> ``h_prev``, ``c[t]`` -> ``c_t``, ``i[t - 1]`` -> ``i_t``."""
-    step = (0 if index == "t" else -1) + (0 if base in STATE_BASES else 1)
+def alias_name(base: str, index: str, states: tuple[str, ...] = STATE_BASES) -> str:
+    """``h[t - 1]`` -> ``h_prev``, ``c[t]`` -> ``c_t``, ``i[t - 1]`` -> ``i_t``, for sequences
+    of ``states`` stored from step 0 and the rest from step 1."""
+    step = (0 if index == "t" else -1) + (0 if base in states else 1)
     return f"{base}_{ {-1: 'prev', 0: 't', 1: 'next'}[step] }"
 
 
-def alias_slots(lines: list[str], taken: set[str]) -> tuple[list[str], list[str]]:
+def alias_slots(
+    lines: list[str], taken: set[str], states: tuple[str, ...] = STATE_BASES
+) -> tuple[list[str], list[str]]:
     """Index each slot used more than once a single time: ``(aliases, rewritten lines)``.
 
     ``taken`` holds the names already in use where the lines run; a slot whose alias would
@@ -69,7 +72,7 @@ def alias_slots(lines: list[str], taken: set[str]) -> tuple[list[str], list[str]
     aliases = {}
     for slot, count in counts.items():
         match = _SLOT.fullmatch(slot)
-        name = alias_name(match.group(1), match.group(2))
+        name = alias_name(match.group(1), match.group(2), states)
         if count > 1 and name not in taken:
             aliases[slot] = name
     if not aliases:

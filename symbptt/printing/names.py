@@ -129,16 +129,23 @@ def _slot(base: str, index: sp.Expr) -> sp.Expr:
 
 
 def loop_code_name(
-    symbol: MatrixSymbol, blocks: dict[MatrixSymbol, str], sequences: set[str]
+    symbol: MatrixSymbol,
+    blocks: dict[MatrixSymbol, str],
+    sequences: set[str],
+    carried: frozenset[str] = frozenset(),
 ) -> str:
     """Names inside the loop over ``t``: a base in ``sequences`` is a tensor over steps
-    (``x[t]`` -> ``x[t - 1]``, ``h[t - 1]`` -> ``h[t - 1]``); any other is a plain variable."""
+    (``x[t]`` -> ``x[t - 1]``, ``h[t - 1]`` -> ``h[t - 1]``); any other is a plain variable.
+    A state in ``carried`` (the forward's) is stored from step 1 like the rest, and its
+    previous value is a running variable: ``h[t]`` -> ``h[t - 1]``, ``h[t - 1]`` -> ``h_prev``."""
     if symbol.name in FINAL_CODE:
         return FINAL_CODE[symbol.name]
     base, index = split_name(symbol)
     if index is None:
         return blocks[symbol]
     code = CODE_BASE.get(base, base)
+    if base in carried:
+        return f"{code}_prev" if index == t - 1 else f"{code}[{index - 1}]"
     if code not in sequences:
         return code
     return f"{code}[{_slot(base, index)}]"
