@@ -145,12 +145,19 @@ print(json.dumps(time.perf_counter() - start))
 
 
 def module_times(
-    cell: str, steps: int, batch: int, input_size: int, hidden_size: int, dtype: str, runs: int
+    cell: str,
+    steps: int,
+    batch: int,
+    input_size: int,
+    hidden_size: int,
+    dtype: str,
+    runs: int,
+    warmup: int = 3,
 ) -> dict:
     """Median forward+backward seconds: generated module, torch's, and the plain matmuls.
 
     The three run in turn within each round (so load on the machine hits them alike), after
-    three warm-up rounds, with ``THREADS`` threads.
+    ``warmup`` rounds, with ``THREADS`` threads.
     """
     code = f"""
 import json, time, statistics, torch, symbptt
@@ -175,7 +182,7 @@ contenders = {{
     "torch": lambda: step(reference),
     "matmul": plain_matmuls({cell!r}, {steps}, {batch}, {input_size}, {hidden_size}, dtype),
 }}
-for _ in range(3):
+for _ in range({warmup}):
     for run in contenders.values():
         run()
 times = {{name: [] for name in contenders}}
@@ -230,12 +237,12 @@ def derivation_section(args: argparse.Namespace, results: dict) -> list[str]:
         naive_text = f"> {args.cap:g}" if naive is None else f"{naive:.2f}"
         ratio = f"> {args.cap / ours:.0f}×" if naive is None else f"{naive / ours:.0f}×"
         lines.append(_say(f"| {steps} | {n_in} | {n_h} | {ours:.3f} | {naive_text} | {ratio} |"))
-    t100, t200 = derivation_time(100, 4, 8), derivation_time(200, 4, 8)
+    t100, t200 = derivation_time(100, 4, 8, repeats=5), derivation_time(200, 4, 8, repeats=5)
     results["linear"] = {"t100": t100, "t200": t200}
     return lines + [
         "",
         _say(
-            f"Linear in T (I = 4, H = 8): derive + render at T = 100: {t100:.3f} s, "
+            f"Linear in T (I = 4, H = 8, median of 5): derive + render at T = 100: {t100:.3f} s, "
             f"T = 200: {t200:.3f} s, ratio {t200 / t100:.2f} (target ≤ 2.2)."
         ),
     ]
@@ -361,7 +368,9 @@ def module_section(args: argparse.Namespace, results: dict, out: Path) -> list[s
     for cell in CELLS:
         for steps, batch, n_in, n_h in sizes:
             for dtype in DTYPES:
-                times = module_times(cell, steps, batch, n_in, n_h, dtype, runs)
+                times = module_times(
+                    cell, steps, batch, n_in, n_h, dtype, runs, warmup=1 if args.quick else 3
+                )
                 row = {"cell": cell, "steps": steps, "batch": batch, "input": n_in}
                 row |= {"hidden": n_h, "dtype": dtype, **times}
                 row["flops"] = flops.matmul_flops(cell, steps, batch, n_in, n_h)["total"]
@@ -390,7 +399,9 @@ def gflops_section(results: dict) -> list[str]:
         "once, (T·B, I) @ (I, G·H), (G·H, T·B) @ (T·B, I + H), (T·B, G·H) @ (G·H, I), and the "
         "state products step by step, (B, H) @ (H, G·H) forward and (B, G·H) @ (G·H, H) "
         "backward. % of matmul = achieved / plain-matmul GFLOP/s: how close each module gets to "
-        "what this machine's matmul attains for those shapes.",
+        "what this machine's matmul attains for those shapes; above 100 %: faster than the "
+        "products run one by one, as a fused kernel can be (torch's float32 LSTM on CPU runs "
+        "oneDNN's).",
         "",
         "| module | T | B | I | H | dtype | FLOP | matmuls (ms) | matmul GFLOP/s "
         "| generated GFLOP/s | torch GFLOP/s | generated % of matmul | torch % of matmul |",
@@ -440,6 +451,9 @@ def memory_section(results: dict) -> list[str]:
     seen = all(row["generated"] > 0 and row["generated_tensors"] > 0 for row in rows)
     return lines + [
         "",
+        "Where torch saves only a handful of tensors (its float32 LSTM on CPU) it ran oneDNN's "
+        "fused LSTM kernel, which keeps a workspace, instead of autograd's graph of operations.",
+        "",
         "Check that the hook sees what the generated `autograd.Function` saves: "
         + (
             "yes, every generated module above saved a non-zero number of bytes."
@@ -474,6 +488,10 @@ def machine() -> list[str]:
     ]
 
 
+def _load() -> float:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__)
@@ -491,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     (ROOT / "build").mkdir(exist_ok=True)
     results: dict = {"cap": args.cap, "gpu_report": status.GPU_REPORT}
-    started = time.perf_counter()
+    started, load = time.perf_counter(), _load()
     lines = [
         "# Benchmarks",
         "",
@@ -516,7 +534,12 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         lines += section() + [""]
         print(f"[{time.perf_counter() - start:.0f} s]", file=sys.stderr, flush=True)
-    lines += [f"The run took {time.perf_counter() - started:.0f} s."]
+    lines += [
+        f"The run took {time.perf_counter() - started:.0f} s; 1-minute load average "
+        f"{load:.2f} before it and {_load():.2f} at its end (the run accounts for about 1 of "
+        f"the latter; more means other work shared the {os.cpu_count()} cores and the timings "
+        "read high)."
+    ]
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"wrote {out}")
     return 0

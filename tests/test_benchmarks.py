@@ -1,0 +1,109 @@
+"""The benchmark's pure pieces: the FLOP count, the saved-memory measure, the status table."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks import flops, status  # noqa: E402
+from benchmarks.memory import saved_bytes, saved_memory  # noqa: E402
+
+
+def _mm(m: int, k: int, n: int) -> int:
+    """FLOPs of an (m, k) @ (k, n) product: m·n dot products of k multiplies and k adds."""
+    return 2 * m * k * n
+
+
+def test_flops_match_a_hand_count_for_a_tiny_lstm():
+    # LSTM, T=2, B=3, I=1, H=2: 4 gates, so the weights have G·H = 8 rows.
+    per_step_forward = _mm(3, 1, 8) + _mm(3, 2, 8)  # x_t W_ihᵀ + h_{t-1} W_hhᵀ = 48 + 96
+    per_step_backward = (
+        _mm(3, 8, 1)  # δ_t W_ih: the input gradient
+        + _mm(3, 8, 2)  # δ_t W_hh: the state gradient
+        + _mm(8, 3, 1)  # δ_tᵀ x_t: W_ih's gradient
+        + _mm(8, 3, 2)  # δ_tᵀ h_{t-1}: W_hh's gradient
+    )
+    assert per_step_forward == 144 and per_step_backward == 288
+    counted = flops.matmul_flops("lstm", steps=2, batch=3, input_size=1, hidden_size=2)
+    assert counted == {"forward": 288, "backward": 576, "total": 864}
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_the_plain_matmul_baseline_runs_exactly_the_counted_products(cell):
+    size = {"steps": 5, "batch": 4, "input_size": 3, "hidden_size": 6}
+    shapes = flops.matmul_shapes(cell, **size)
+    assert sum(_mm(*shape) for shape in shapes) == flops.matmul_flops(cell, **size)["total"]
+    flops.plain_matmuls(cell, **size, dtype=None)()  # runs, default dtype
+
+
+def test_saved_bytes_sees_what_a_function_saves_and_excludes_parameters():
+    import torch
+
+    weight = torch.randn(3, 3, requires_grad=True)
+    x = torch.randn(2, 3, requires_grad=True)
+    measured = saved_bytes(lambda: torch.tanh(x @ weight), exclude=[x, weight])
+    # matmul saves x and weight (excluded); tanh saves its (2, 3) float32 output
+    assert measured == {"bytes": 2 * 3 * 4, "tensors": 1, "storages": 1}
+
+
+def test_saved_memory_of_both_modules_at_a_tiny_size():
+    steps, batch, hidden = 3, 2, 2
+    measured = saved_memory("rnn", steps, batch, 1, hidden, "float64")
+    assert measured["generated"] > 0 and measured["generated_tensors"] > 0
+    assert measured["torch"] > 0
+    # torch's RNN: every step's tanh saves its output h_t (and the next step's matmul saves the
+    # same tensor again); step 1's matmul saves the zero initial state h_0. So h_1 … h_T at
+    # least, h_0 … h_T at most, 8 bytes an entry.
+    entry = batch * hidden * 8
+    assert steps * entry <= measured["torch"] <= (steps + 1) * entry
+
+
+def test_status_table_writes_every_verdict():
+    rows = [
+        status.Status("a ≤ 2.2", "1.77", True),
+        status.Status("b under 1 s", "1.5 s", False),
+        status.Status("GPU | cuDNN", "see docs/benchmarks-gpu.md", None),
+    ]
+    assert status.status_table(rows) == [
+        "| target | measured | status |",
+        "| --- | --- | --- |",
+        "| a ≤ 2.2 | 1.77 | met |",
+        "| b under 1 s | 1.5 s | not met |",
+        "| GPU \\| cuDNN | see docs/benchmarks-gpu.md | — |",
+    ]
+
+
+def test_status_rows_list_every_target_even_with_nothing_measured():
+    rows = status.status_rows({})
+    assert len(rows) == len(status.TARGETS) == 15
+    assert all(row.met is None for row in rows if "GFLOP" not in row.target)
+    assert any("docs/benchmarks-gpu.md" in row.figure for row in rows)
+
+
+def test_status_rows_judge_measured_figures():
+    founding = {"steps": 3, "batch": 1, "input": 1, "hidden": 2, "matmul": 1.0, "flops": 48}
+    results = {
+        "cap": 60.0,
+        "linear": {"t100": 1.0, "t200": 2.5},
+        "derivation": [{"steps": 10, "input": 1, "hidden": 2, "ours": 0.1, "naive": None}],
+        "modules": [
+            founding | {"cell": cell, "dtype": dtype, "ours": 1.0, "torch": 2.0}
+            for cell in status.CELLS
+            for dtype in status.DTYPES
+        ],
+        "scalar_view": {"sympy": None, "symengine": None},
+    }
+    by_target = {row.target: row for row in status.status_rows(results)}
+    assert by_target["derivation + codegen time(T=200) / time(T=100) ≤ 2.2"].met is False
+    naive = by_target["≥ 100× faster than naive SymPy diff at (T=10, I=1, H=2)"]
+    assert naive.met is True and naive.figure.startswith("> 600×")
+    founding_row = next(row for row in by_target.values() if "≤ 0.6" in row.target)
+    assert founding_row.met is True and "rnn 0.50" in founding_row.figure
+    scalar = next(row for row in by_target.values() if row.target.startswith("scalar view"))
+    assert scalar.met is None and "not available" in scalar.figure
