@@ -55,8 +55,8 @@ def forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh):
     """
     b_ir, b_iz, b_in = bias_ih.chunk(3)
     b_hr, b_hz, b_hn = bias_hh.chunk(3)
-    x_weight_ih = x @ weight_ih.T + torch.cat(
-        (b_ir + b_hr, b_iz + b_hz, b_in)
+    x_weight_ih = (x @ weight_ih.T).add_(
+        torch.cat((b_ir + b_hr, b_iz + b_hz, b_in))
     )  # every step's input projection at once
     h_weight_hh1 = h0 @ weight_hh.T  # (F1)
     a_r1 = x_weight_ih[0, :, 0:3] + h_weight_hh1[:, 0:3]  # (F1)

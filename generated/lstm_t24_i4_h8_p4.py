@@ -76,7 +76,7 @@ def forward(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr):
     o = x.new_empty((STEPS, batch, 8))
     q = x.new_empty((STEPS, batch, 8))
     tanh_c = x.new_empty((STEPS, batch, 8))
-    x_weight_ih = x @ weight_ih.T + (bias_ih + bias_hh)  # every step's input projection at once
+    x_weight_ih = (x @ weight_ih.T).add_(bias_ih + bias_hh)  # every step's input projection at once
     for t in range(1, STEPS + 1):
         i_t = i[t - 1]
         f_t = f[t - 1]

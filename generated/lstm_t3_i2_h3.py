@@ -61,7 +61,7 @@ def forward(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh):
     x: (T, B, 2); h0: (B, 3); c0: (B, 3); parameters with torch's shapes.
     output: (T, B, 3), h_1 ... h_T; saved: the per-step values backward reads.
     """
-    x_weight_ih = x @ weight_ih.T + (bias_ih + bias_hh)  # every step's input projection at once
+    x_weight_ih = (x @ weight_ih.T).add_(bias_ih + bias_hh)  # every step's input projection at once
     a1 = torch.addmm(x_weight_ih[0], h0, weight_hh.T)  # (F1)
     a_i1 = a1[:, 0:3]  # (F1)
     i1 = torch.sigmoid(a_i1)  # (F1)

@@ -39,7 +39,7 @@ def forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh):
     batch = x.shape[1]
     h = x.new_empty((STEPS, batch, 16))
     h_prev = h0
-    x_weight_ih = x @ weight_ih.T + (bias_ih + bias_hh)  # every step's input projection at once
+    x_weight_ih = (x @ weight_ih.T).add_(bias_ih + bias_hh)  # every step's input projection at once
     for t in range(1, STEPS + 1):
         h_t = h[t - 1]
         z = torch.addmm(x_weight_ih[t - 1], h_prev, weight_hh.T)  # (Ft)

@@ -36,7 +36,7 @@ def forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh):
     x: (T, B, 1); h0: (B, 2); parameters with torch's shapes.
     output: (T, B, 2), h_1 ... h_T; saved: the per-step values backward reads.
     """
-    x_weight_ih = x @ weight_ih.T + (bias_ih + bias_hh)  # every step's input projection at once
+    x_weight_ih = (x @ weight_ih.T).add_(bias_ih + bias_hh)  # every step's input projection at once
     z1 = torch.addmm(x_weight_ih[0], h0, weight_hh.T)  # (F1)
     h1 = torch.tanh(z1)  # (F1)
     z2 = torch.addmm(x_weight_ih[1], h1, weight_hh.T)  # (F2)

@@ -376,7 +376,8 @@ class Projections:
     """Matrix products the loop form computes in one go instead of block by block.
 
     ``before`` runs once before the loop: every step's input projection with the biases that
-    are added to it folded in (``x_weight_ih = x @ weight_ih.T + (bias_ih + bias_hh)``);
+    are added to it folded in, in place (``x_weight_ih = (x @ weight_ih.T).add_(bias_ih +
+    bias_hh)``: one (T, B, G·H) tensor at a time);
     ``each_step`` opens every iteration: all gates' hidden projection at once, added to the
     input projection in one ``addmm`` where a gate's pre-activation is just their sum
     (``a = torch.addmm(x_weight_ih[t - 1], h[t - 1], weight_hh.T)``). ``known_sums`` maps the
@@ -404,11 +405,9 @@ def _folded_bias(biases: dict[int, list[MatrixSymbol]], fused: dict, blocks: dic
     arguments = [tuple(fused[b][0] for b in biases[k]) for k in sorted(biases)]
     whole = all(fused[b][1] == k for k in biases for b in biases[k])
     if whole and len(set(arguments)) == 1:
-        terms = arguments[0]
-    else:
-        parts = [" + ".join(blocks[b] for b in biases[k]) for k in sorted(biases)]
-        return f"torch.cat(({', '.join(parts)}))"
-    return terms[0] if len(terms) == 1 else f"({' + '.join(terms)})"
+        return " + ".join(arguments[0])
+    parts = [" + ".join(blocks[b] for b in biases[k]) for k in sorted(biases)]
+    return f"torch.cat(({', '.join(parts)}))"
 
 
 def _projections(
@@ -449,7 +448,8 @@ def _projections(
         }
         bias = _folded_bias(biases, fused, blocks) if len(products) == count else None
         x_name = f"x_{argument}"
-        before.append(f"{x_name} = x @ {argument}.T" + (f" + {bias}" if bias else ""))
+        product = f"(x @ {argument}.T).add_({bias})" if bias else f"x @ {argument}.T"
+        before.append(f"{x_name} = {product}")
         for k, (product, parent) in products.items():
             terms = frozenset([product, *(biases[k] if bias else ())])
             known[terms] = _slice(x_name, index, _columns(k, rows, count))

@@ -144,6 +144,7 @@ def compare(
 
     Dropout is off on both sides: the generated module runs in eval mode, torch's in training
     mode (cuDNN's backward runs in training mode only) with its dropout probability set to 0.
+    On CUDA, cuDNN's TF32 is off (it is on by default and rounds float32 matmuls to 10 bits).
     """
     import torch
 
@@ -182,26 +183,29 @@ def compare(
         states.append(randn(*states[0].shape[:-1], spec.hidden_size))
 
     results, cotangents = [], None
-    for layer in (generated, reference):
-        leaves = [x.clone().requires_grad_()] + [s.clone().requires_grad_() for s in states]
-        hx = tuple(leaves[1:]) if spec.family == "lstm" else leaves[1]
-        sequence = leaves[0]
-        if lengths is not None:
-            sequence = torch.nn.utils.rnn.pack_padded_sequence(
-                sequence, torch.tensor(lengths), enforce_sorted=False
-            )
-        if spec.truncate and layer is reference:
-            outputs = _truncated(layer, sequence, hx if given_state else None, spec, batch_first)
-        else:
-            outputs = _flatten(layer(sequence, hx) if given_state else layer(sequence))
-        if lengths is not None:
-            outputs[0] = outputs[0].data
-        if cotangents is None:
-            cotangents = [randn(*o.shape) for o in outputs]
-        wrt = leaves if given_state else leaves[:1]
-        wrt = wrt + list(layer.parameters())
-        grads = torch.autograd.grad(outputs, wrt, cotangents)
-        results.append([o.detach() for o in outputs] + list(grads))
+    with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):  # true float32 on cuDNN
+        for layer in (generated, reference):
+            leaves = [x.clone().requires_grad_()] + [s.clone().requires_grad_() for s in states]
+            hx = tuple(leaves[1:]) if spec.family == "lstm" else leaves[1]
+            sequence = leaves[0]
+            if lengths is not None:
+                sequence = torch.nn.utils.rnn.pack_padded_sequence(
+                    sequence, torch.tensor(lengths), enforce_sorted=False
+                )
+            if spec.truncate and layer is reference:
+                outputs = _truncated(
+                    layer, sequence, hx if given_state else None, spec, batch_first
+                )
+            else:
+                outputs = _flatten(layer(sequence, hx) if given_state else layer(sequence))
+            if lengths is not None:
+                outputs[0] = outputs[0].data
+            if cotangents is None:
+                cotangents = [randn(*o.shape) for o in outputs]
+            wrt = leaves if given_state else leaves[:1]
+            wrt = wrt + list(layer.parameters())
+            grads = torch.autograd.grad(outputs, wrt, cotangents)
+            results.append([o.detach() for o in outputs] + list(grads))
     names = ["output", "h_n", "c_n"] if spec.family == "lstm" else ["output", "h_n"]
     if spec.is_cell:
         names = ["h'", "c'"] if spec.family == "lstm" else ["h'"]
