@@ -19,8 +19,13 @@ from pathlib import Path
 from .errors import CodegenError, SymbpttError
 from .spec import CELLS
 
-LEARNER_COMMANDS = ("explain", "check", "flow")
-"""Subcommands defined by the modules of the same name (HELP, SPEC_OPTIONS, add_arguments, run)."""
+LEARNER_COMMANDS = {
+    "explain": "explain",
+    "check": "check",
+    "flow": "flow",
+    "scalar-view": "scalar_cli",
+}
+"""Subcommands and the modules that define them (HELP, SPEC_OPTIONS, add_arguments, run)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -215,8 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--seed", type=int, default=0)
     check.add_argument("--batch", type=int, default=3)
     check.set_defaults(run=_run_verify)
-    for name in LEARNER_COMMANDS:
-        module = importlib.import_module(f"symbptt.{name}")
+    for name, module_name in LEARNER_COMMANDS.items():
+        module = importlib.import_module(f"symbptt.{module_name}")
         command = commands.add_parser(name, help=module.HELP, description=module.__doc__)
         if module.SPEC_OPTIONS:
             _spec_options(command)
