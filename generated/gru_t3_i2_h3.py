@@ -135,16 +135,16 @@ def backward(x, h0, saved, weight_ih, weight_hh, grad_output, grad_h_n, per_step
     grads = {
         "weight_ih_l0": torch.cat(
             (
-                delta_r.flatten(0, 1).T @ x.flatten(0, 1),
-                delta_z.flatten(0, 1).T @ x.flatten(0, 1),
-                delta_n.flatten(0, 1).T @ x.flatten(0, 1),
+                (x.flatten(0, 1).T @ delta_r.flatten(0, 1)).T,
+                (x.flatten(0, 1).T @ delta_z.flatten(0, 1)).T,
+                (x.flatten(0, 1).T @ delta_n.flatten(0, 1)).T,
             )
         ),  # (G1–G3)
         "weight_hh_l0": torch.cat(
             (
-                delta_r.flatten(0, 1).T @ h[:-1].flatten(0, 1),
-                delta_z.flatten(0, 1).T @ h[:-1].flatten(0, 1),
-                delta_hn.flatten(0, 1).T @ h[:-1].flatten(0, 1),
+                (h[:-1].flatten(0, 1).T @ delta_r.flatten(0, 1)).T,
+                (h[:-1].flatten(0, 1).T @ delta_z.flatten(0, 1)).T,
+                (h[:-1].flatten(0, 1).T @ delta_hn.flatten(0, 1)).T,
             )
         ),  # (G4–G6)
         "bias_ih_l0": torch.cat(

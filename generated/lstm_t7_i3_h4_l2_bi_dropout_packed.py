@@ -312,18 +312,18 @@ def backward(
     grads = {
         "weight_ih_l0": torch.cat(
             (
-                delta_i.flatten(0, 1).T @ x.flatten(0, 1),
-                delta_f.flatten(0, 1).T @ x.flatten(0, 1),
-                delta_g.flatten(0, 1).T @ x.flatten(0, 1),
-                delta_o.flatten(0, 1).T @ x.flatten(0, 1),
+                (x.flatten(0, 1).T @ delta_i.flatten(0, 1)).T,
+                (x.flatten(0, 1).T @ delta_f.flatten(0, 1)).T,
+                (x.flatten(0, 1).T @ delta_g.flatten(0, 1)).T,
+                (x.flatten(0, 1).T @ delta_o.flatten(0, 1)).T,
             )
         ),  # (G1–G4)
         "weight_hh_l0": torch.cat(
             (
-                delta_i.flatten(0, 1).T @ h[:-1].flatten(0, 1),
-                delta_f.flatten(0, 1).T @ h[:-1].flatten(0, 1),
-                delta_g.flatten(0, 1).T @ h[:-1].flatten(0, 1),
-                delta_o.flatten(0, 1).T @ h[:-1].flatten(0, 1),
+                (h[:-1].flatten(0, 1).T @ delta_i.flatten(0, 1)).T,
+                (h[:-1].flatten(0, 1).T @ delta_f.flatten(0, 1)).T,
+                (h[:-1].flatten(0, 1).T @ delta_g.flatten(0, 1)).T,
+                (h[:-1].flatten(0, 1).T @ delta_o.flatten(0, 1)).T,
             )
         ),  # (G5–G8)
         "bias_ih_l0": torch.cat(

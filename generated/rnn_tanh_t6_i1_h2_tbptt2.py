@@ -83,8 +83,8 @@ def backward(x, h0, saved, weight_ih, weight_hh, grad_output, grad_h_n, per_step
     h = torch.cat((h0.unsqueeze(0), saved["h"]))
     delta = torch.stack((delta1, delta2, delta3, delta4, delta5, delta6))
     grads = {
-        "weight_ih_l0": delta.flatten(0, 1).T @ x.flatten(0, 1),  # (G1)
-        "weight_hh_l0": delta.flatten(0, 1).T @ h[:-1].flatten(0, 1),  # (G2)
+        "weight_ih_l0": (x.flatten(0, 1).T @ delta.flatten(0, 1)).T,  # (G1)
+        "weight_hh_l0": (h[:-1].flatten(0, 1).T @ delta.flatten(0, 1)).T,  # (G2)
         "bias_ih_l0": delta.sum((0, 1)),  # (G3)
         "bias_hh_l0": delta.sum((0, 1)),  # (G4)
         "input": delta @ weight_ih,  # (G5)

@@ -15,7 +15,7 @@ from symbptt.verify import verify
     [
         ("(1 - h2 * h2)", "(1 - h2)"),  # mistake 3: the derivative written as 1 - h
         ("delta3 @ weight_hh", "delta3 @ weight_hh.T"),  # mistake 2: an extra transpose
-        ("@ h[:-1].flatten(0, 1)", "@ h[1:].flatten(0, 1)"),  # mistake 7: h_t for h_{t-1}
+        ("(h[:-1].flatten(0, 1).T", "(h[1:].flatten(0, 1).T"),  # mistake 7: h_t for h_{t-1}
     ],
 )
 def test_a_wrong_backward_is_a_mismatch(wrong, right):

@@ -4,7 +4,8 @@ Math (one sample, columns) and code (a batch of rows) relate by transposition::
 
     W v        ->  v @ W.T           Wᵀ v     ->  v @ W
     u ⊙ v      ->  u * v             f(v)     ->  torch.f(v)
-    u vᵀ       ->  u.T @ v           (the sum over the batch: a parameter's gradient)
+    u vᵀ       ->  u.T @ v           (the sum over the batch: a parameter's gradient;
+                                  (v.T @ u).T over batch and steps, which BLAS runs faster)
 
 Vectors are ``(B, n)`` tensors (``batch_dims=1``) or, for a whole sequence, ``(T, B, n)``
 (``batch_dims=2``); parameters print as torch's tensors, biases ``(n,)`` broadcast.
@@ -161,6 +162,9 @@ class BatchedTorchPrinter(TorchPrinter):
             # u vᵀ summed over the batch (and the steps when stacked)
             if self._per_step:
                 return f"{self._operand(left[0])}.transpose(1, 2) @ {self._operand(last.arg)}"
+            if self._batch_dims == 2:
+                # (vᵀ u)ᵀ: the same sum, and BLAS runs it faster than uᵀ v for long T·B
+                return f"({self._flat(last.arg)}.T @ {self._flat(left[0])}).T"
             return f"{self._flat(left[0])}.T @ {self._flat(last.arg)}"
         code = self._operand(last)
         for factor in reversed(left):
