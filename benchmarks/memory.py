@@ -18,16 +18,20 @@ NOTE = (
     "torch's module with autograd against the generated module, whose `autograd.Function` "
     "keeps its values with `ctx.save_for_backward`. The parameters and the input x, which "
     "both keep anyway, are excluded; the zero initial state each module makes (hx omitted, as "
-    "in the timing) is counted on both sides. A view counts its whole storage once."
+    "in the timing) is counted on both sides. A view counts its whole storage once. 'Held' adds "
+    "the outputs' storages: what stays in memory after the forward, saved values and outputs "
+    "together (torch's module returns outputs apart from what it saves; the generated module "
+    "saves its output buffer itself)."
 )
 
 
 def saved_bytes(forward: Callable[[], Any], exclude: Iterable = ()) -> dict[str, int]:
     """Run ``forward()`` and measure what it saves for backward.
 
-    Returns ``{"bytes": ..., "tensors": ..., "storages": ...}``: the bytes of the unique
-    storages of the saved tensors, the number of tensors saved and of unique storages, leaving
-    out tensors whose storage is one of ``exclude``'s (parameters, input).
+    Returns ``{"bytes": ..., "tensors": ..., "storages": ..., "held": ...}``: the bytes of the
+    unique storages of the saved tensors, the number of tensors saved and of unique storages,
+    leaving out tensors whose storage is one of ``exclude``'s (parameters, input); ``held``
+    counts the storages of the saved tensors and of the tensors ``forward()`` returns.
     """
     import torch
 
@@ -46,8 +50,20 @@ def saved_bytes(forward: Callable[[], Any], exclude: Iterable = ()) -> dict[str,
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         result = forward()
     measured = {"bytes": sum(storages.values()), "tensors": tensors, "storages": len(storages)}
+    held = dict(storages)
+    for tensor in _tensors(result):
+        if tensor.untyped_storage().data_ptr() not in excluded:
+            held[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+    measured["held"] = sum(held.values())
     del result  # the graph, and what it saved, lived until the bytes were counted
     return measured
+
+
+def _tensors(value: Any) -> list:
+    """The tensors in a module's result: a tensor or (nested) tuples of them."""
+    if isinstance(value, (tuple, list)):
+        return [tensor for item in value for tensor in _tensors(item)]
+    return [value] if hasattr(value, "untyped_storage") else []
 
 
 def saved_memory(
@@ -76,4 +92,5 @@ def saved_memory(
         measured = saved_bytes(lambda layer=layer: layer(x), exclude=[x, *layer.parameters()])
         result[name] = measured["bytes"]
         result[f"{name}_tensors"] = measured["tensors"]
+        result[f"{name}_held"] = measured["held"]
     return result

@@ -436,8 +436,8 @@ def memory_section(results: dict) -> list[str]:
         memory.NOTE,
         "",
         "| module | T | B | I | H | dtype | generated (bytes) | torch (bytes) | generated / torch "
-        "| tensors saved (generated / torch) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| tensors saved (generated / torch) | held: generated / torch |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in rows:
         lines.append(
@@ -445,7 +445,8 @@ def memory_section(results: dict) -> list[str]:
                 f"| {row['cell']} | {row['steps']} | {row['batch']} | {row['input']} | "
                 f"{row['hidden']} | {row['dtype']} | {row['generated']:,} | {row['torch']:,} | "
                 f"{row['generated'] / row['torch']:.3f} | "
-                f"{row['generated_tensors']} / {row['torch_tensors']} |"
+                f"{row['generated_tensors']} / {row['torch_tensors']} | "
+                f"{row['generated_held'] / row['torch_held']:.3f} |"
             )
         )
     seen = all(row["generated"] > 0 and row["generated_tensors"] > 0 for row in rows)

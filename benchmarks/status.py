@@ -234,6 +234,9 @@ def saved_memory(results: dict) -> Status:
     ]
     seen = all(row["generated"] > 0 and row["generated_tensors"] > 0 for row in rows)
     figure = f"{low:.2f}–{high:.2f}" + (f"; over: {', '.join(over)}" if over else "")
+    if all("generated_held" in row for row in rows):
+        held = [row["generated_held"] / row["torch_held"] for row in rows]
+        figure += f"; held after the forward (saved and outputs) {min(held):.2f}–{max(held):.2f}"
     if not seen:
         figure += "; the hook saw nothing saved by a generated module"
     return Status(target, figure, not over and seen)
@@ -242,9 +245,44 @@ def saved_memory(results: dict) -> Status:
 def gpu(results: dict) -> Status:
     target = "GPU: generated ≤ 1.5× cuDNN"
     report = results.get("gpu_report", GPU_REPORT)
-    if (ROOT / report).exists():
-        return Status(target, f"see {report} (benchmarks/gpu.py)", None)
-    return Status(target, f"see {report}: not written yet (benchmarks/gpu.py, on a GPU)", None)
+    if not (ROOT / report).exists():
+        return Status(target, f"see {report}: not written yet (benchmarks/gpu.py, on a GPU)", None)
+    rows = gpu_speed_rows((ROOT / report).read_text(encoding="utf-8"))
+    if not rows:
+        return Status(target, f"see {report}: no speed rows", None)
+    eager = [row["ratio"] for row in rows]
+    graphs = [row["graph_ratio"] for row in rows if row["graph_ratio"] is not None]
+    met = [row for row in rows if min(row["ratio"], row["graph_ratio"] or row["ratio"]) <= 1.5]
+    figure = f"{rows[0]['device']}: eager {min(eager):.2f}–{max(eager):.2f}×"
+    if graphs:
+        figure += f", CUDA graphs {min(graphs):.2f}–{max(graphs):.2f}×"
+    figure += f"; ≤ 1.5× in {len(met)} of {len(rows)} rows ({report})"
+    return Status(target, figure, len(met) == len(rows))
+
+
+def gpu_speed_rows(markdown: str) -> list[dict]:
+    """The speed table of docs/benchmarks-gpu.md: device, cell, sizes, eager and graph ratios."""
+    rows, header = [], None
+    for line in markdown.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if "graph ratio" in cells and "ratio" in cells:
+            header = cells
+            continue
+        if header is None or len(cells) != len(header) or cells[0].startswith("---"):
+            continue
+        row = dict(zip(header, cells, strict=True))
+        try:
+            ratio = float(row["ratio"])
+        except ValueError:
+            continue
+        try:
+            graph = float(row["graph ratio"])
+        except ValueError:
+            graph = None
+        rows.append(
+            {"device": row["device"], "cell": row["cell"], "ratio": ratio, "graph_ratio": graph}
+        )
+    return rows
 
 
 def gflops(results: dict) -> Status:

@@ -48,8 +48,11 @@ def test_saved_bytes_sees_what_a_function_saves_and_excludes_parameters():
     weight = torch.randn(3, 3, requires_grad=True)
     x = torch.randn(2, 3, requires_grad=True)
     measured = saved_bytes(lambda: torch.tanh(x @ weight), exclude=[x, weight])
-    # matmul saves x and weight (excluded); tanh saves its (2, 3) float32 output
-    assert measured == {"bytes": 2 * 3 * 4, "tensors": 1, "storages": 1}
+    # matmul saves x and weight (excluded); tanh saves its (2, 3) float32 output, which is
+    # also what it returns: held counts that storage once
+    assert measured == {"bytes": 2 * 3 * 4, "tensors": 1, "storages": 1, "held": 2 * 3 * 4}
+    held = saved_bytes(lambda: (torch.tanh(x @ weight), x + 1), exclude=[x, weight])["held"]
+    assert held == 2 * (2 * 3 * 4)  # and x + 1, returned, saved by nothing
 
 
 def test_saved_memory_of_both_modules_at_a_tiny_size():
@@ -107,3 +110,18 @@ def test_status_rows_judge_measured_figures():
     assert founding_row.met is True and "rnn 0.50" in founding_row.figure
     scalar = next(row for row in by_target.values() if row.target.startswith("scalar view"))
     assert scalar.met is None and "not available" in scalar.figure
+
+
+def test_gpu_rows_are_read_from_the_gpu_report():
+    from benchmarks.status import gpu_speed_rows
+
+    report = """
+| device | cell | T | ratio | ≤ 1.5× | graph generated (ms) | graph ratio |
+| --- | --- | --- | --- | --- | --- | --- |
+| Card X | rnn | 100 | 2.50 | over | 1.0 | 1.20 |
+| Card X | gru | 100 | 1.40 | ok | error: capture failed | |
+"""
+    assert gpu_speed_rows(report) == [
+        {"device": "Card X", "cell": "rnn", "ratio": 2.5, "graph_ratio": 1.2},
+        {"device": "Card X", "cell": "gru", "ratio": 1.4, "graph_ratio": None},
+    ]
