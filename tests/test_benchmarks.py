@@ -83,10 +83,10 @@ def test_status_table_writes_every_verdict():
 
 
 def test_status_rows_list_every_target_even_with_nothing_measured():
-    rows = status.status_rows({})
+    rows = status.status_rows({"gpu_report": "docs/no-such-report.md"})
     assert len(rows) == len(status.TARGETS) == 15
     assert all(row.met is None for row in rows if "GFLOP" not in row.target)
-    assert any("docs/benchmarks-gpu.md" in row.figure for row in rows)
+    assert any("docs/no-such-report.md: not written yet" in row.figure for row in rows)
 
 
 def test_status_rows_judge_measured_figures():
