@@ -126,13 +126,20 @@ def scalar_view_time(
 ) -> float | None:
     """Seconds of ``symbptt.scalar_view.scalar_view`` (with CSE) on a derived RNN layer.
 
-    Runs in a fresh interpreter under ``cap`` seconds; the derivation itself is not timed.
-    Returns ``math.inf`` past the cap and None when the module is missing or the call fails.
+    Runs in a fresh interpreter under ``cap`` seconds. Not timed: the matrix-level derivation
+    (its per-step equations included, the same SymPy work for both backends, which ``symbptt
+    derive`` does anyway) and the backend's import (a one-step view is built first); SymPy's
+    cache is cleared before the timed call, so neither backend reuses earlier work. Returns
+    ``math.inf`` past the cap and None when the module is missing or the call fails.
     """
     code = f"""
 import json, time, symbptt
+from sympy.core.cache import clear_cache
 from symbptt.scalar_view import scalar_view
+scalar_view(symbptt.derive(steps=1), backend={backend!r})
 d = symbptt.derive(steps={steps}, input_size={input_size}, hidden_size={hidden_size})
+d.forward, d.backward
+clear_cache()
 start = time.perf_counter()
 scalar_view(d, backend={backend!r})
 print(json.dumps(time.perf_counter() - start))
