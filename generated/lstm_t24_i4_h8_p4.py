@@ -75,7 +75,6 @@ def forward(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr):
     ct = x.new_empty((STEPS, batch, 8))
     o = x.new_empty((STEPS, batch, 8))
     q = x.new_empty((STEPS, batch, 8))
-    tanh_c = x.new_empty((STEPS, batch, 8))
     x_weight_ih = (x @ weight_ih.T).add_(bias_ih + bias_hh)  # every step's input projection at once
     for t in range(1, STEPS + 1):
         i_t = i[t - 1]
@@ -95,7 +94,7 @@ def forward(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr):
         a_o = a[:, 24:32]  # (Ft)
         torch.sigmoid(a_o, out=o_t)  # (Ft)
         torch.add(f_t * c_prev, i_t * ct_t, out=c_t)  # (Ft)
-        torch.mul(o_t, torch.tanh(c_t, out=tanh_c[t - 1]), out=q_t)  # (Ft)
+        torch.mul(o_t, torch.tanh(c_t), out=q_t)  # (Ft)
         h_t.copy_(q_t @ weight_hr.T)  # (Ft)
         h_prev = h_t
         c_prev = c_t
@@ -107,7 +106,6 @@ def forward(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr):
         "c": c,
         "q": q,
         "h": h,
-        "tanh_c": tanh_c,
     }
     return saved["h"], saved
 
@@ -140,7 +138,6 @@ def backward(
     ct = saved["ct"]
     o = saved["o"]
     q = saved["q"]
-    tanh_c = saved["tanh_c"]
     delta = x.new_empty((STEPS, batch, 32))
     delta_i, delta_f, delta_g, delta_o = delta.split(8, -1)
     hbar = x.new_empty((STEPS, batch, 4))
@@ -150,14 +147,14 @@ def backward(
     for t in range(STEPS, 0, -1):
         hbar_t = hbar[t - 1]
         o_t = o[t - 1]
-        tanh_c_t = tanh_c[t - 1]
         i_t = i[t - 1]
         ct_t = ct[t - 1]
         f_t = f[t - 1]
+        tanh_c = torch.tanh(c[t])  # (Bt)
         torch.add(g[t - 1], carry_h, out=hbar_t)  # (Bt)
         qbar = hbar_t @ weight_hr  # (Bt)
-        cbar = carry_c + qbar * o_t * (1 - tanh_c_t * tanh_c_t)  # (Bt)
-        torch.mul(qbar * tanh_c_t, (o_t - o_t * o_t), out=delta_o[t - 1])  # (Bt)
+        cbar = carry_c + qbar * o_t * (1 - tanh_c * tanh_c)  # (Bt)
+        torch.mul(qbar * tanh_c, (o_t - o_t * o_t), out=delta_o[t - 1])  # (Bt)
         torch.mul(cbar * i_t, (1 - ct_t * ct_t), out=delta_g[t - 1])  # (Bt)
         torch.mul(cbar * c[t - 1], (f_t - f_t * f_t), out=delta_f[t - 1])  # (Bt)
         torch.mul(cbar * ct_t, (i_t - i_t * i_t), out=delta_i[t - 1])  # (Bt)

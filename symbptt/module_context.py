@@ -116,23 +116,14 @@ class _Builder:
         loop_name = lambda s: loop_code_name(s, self.blocks, forward_sequences, carried)  # noqa: E731
         self.projections = _projections(program.assignments, fused, self.blocks, loop_name)
         self.activations = _activations(d)
-        self.kept = _kept_activations(d, self.activations) if d.spec.loop_form else {}
-        self.saved += list(self.kept.values())
-        self.sizes |= {name: node.shape[0] for node, name in self.kept.items()}
         self.loop_forward_printer = BatchedTorchPrinter(
-            loop_name,
-            is_parameter,
-            known={
-                node: node.function.torch_out.format(loop_name(node.arg), f"{name}[t - 1]")
-                for node, name in self.kept.items()
-            },
-            known_sums=self.projections.known_sums,
+            loop_name, is_parameter, known_sums=self.projections.known_sums
         )
         self.loop_backward_printer = BatchedTorchPrinter(
             lambda s: loop_code_name(s, self.blocks, backward_sequences),
             is_parameter,
             stacked=fused,
-            known=self.activations | {node: f"{name}[t - 1]" for node, name in self.kept.items()},
+            known=dict(self.activations),
             groups=self.groups,
         )
         stacked = lambda s: stacked_code_name(s, self.blocks, d.spec.steps)  # noqa: E731
@@ -277,13 +268,13 @@ class _Builder:
         return _with_aliases(lines, states=())
 
     def loop_backward(self) -> list[Line]:
-        """The generic backward step, after the activations it reads (``tanh_c``) that the
-        forward did not keep."""
+        """The generic backward step, after the activations it reads (``tanh_c``): computed
+        again rather than kept by the forward, so that the values saved for the backward take
+        no more memory than autograd's."""
         printer = self.loop_backward_printer
         lines = [
             Line(f"{name} = {node.function.torch.format(printer.doprint(node.arg))}", "(Bt)")
             for node, name in self.activations.items()
-            if node not in self.kept
         ]
         lines += [self._loop_line(printer, a, "(Bt)") for a in self.d.adjoint.assignments]
         for state, sent in self.d.adjoint.carry.items():
@@ -335,25 +326,6 @@ def _adjoint_groups(
             index = split_name(ordered[0])[1]
             groups[ordered] = var(name, index, sum(u.shape[0] for u in ordered))
     return groups
-
-
-def _kept_activations(
-    derivation: Derivation, activations: dict[Elementwise, str]
-) -> dict[Elementwise, str]:
-    """The activations the backward reads that the forward computes anyway (``tanh(c_t)`` in
-    ``h_t = o_t ⊙ tanh(c_t)``): the loop form's forward keeps them (``out=tanh_c[t - 1]``)
-    instead of the backward computing them again."""
-    computed = {
-        node
-        for a in derivation.step.assignments
-        for node in sp.preorder_traversal(a.value)
-        if isinstance(node, Elementwise)
-    }
-    return {
-        node: name
-        for node, name in activations.items()
-        if node in computed and node.function.torch_out
-    }
 
 
 def _activations(derivation: Derivation) -> dict[Elementwise, str]:
