@@ -35,6 +35,8 @@ def forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh):
 
     x: (T, B, 8); h0: (B, 16); parameters with torch's shapes.
     output: (T, B, 16), h_1 ... h_T; saved: the per-step values backward reads.
+    Each step writes its values in place (out=), which autograd does not record: call it
+    under torch.no_grad(), as the module's autograd.Function does; backward gives the gradients.
     """
     batch = x.shape[1]
     h = x.new_empty((STEPS, batch, 16))
