@@ -19,6 +19,7 @@ from functools import cache
 import pytest
 import sympy as sp
 import torch
+from conftest import autograd_case, block_tensors
 from sympy import HadamardProduct, MatAdd, MatrixSymbol
 
 import symbptt
@@ -308,15 +309,6 @@ def test_gru_loss_is_the_unrolled_forward_pass():
 # --- the forward equations against torch --------------------------------------------------
 
 
-def _torch_module(spec):
-    kwargs = dict(input_size=spec.input_size, hidden_size=spec.hidden_size, bias=spec.bias)
-    if spec.family == "rnn":
-        kwargs["nonlinearity"] = spec.nonlinearity
-    if spec.proj_size:
-        kwargs["proj_size"] = spec.proj_size
-    return getattr(torch.nn, spec.torch_class)(**kwargs).double()
-
-
 def _point_from_tensors(derivation, tensors):
     """The scalar symbols at the values of ``tensors`` (a stacked parameter split by blocks)."""
     symbols = scalar.scalar_symbols(derivation)
@@ -327,23 +319,6 @@ def _point_from_tensors(derivation, tensors):
     return point
 
 
-def _block_tensors(derivation, tensor_of):
-    """Each parameter block: its rows of torch's stacked tensor (gates i, f, g, o / r, z, n).
-
-    ``tensor_of`` maps a torch parameter name to the stacked tensor (its value or its grad).
-    """
-    tensors = {}
-    for parameter in derivation.parameters:
-        stacked = tensor_of(parameter.torch_name)
-        assert tuple(stacked.shape) == parameter.shape
-        rows = 0
-        for block in parameter.blocks:
-            tensors[block] = stacked[rows : rows + block.shape[0]]
-            rows += block.shape[0]
-        assert rows == stacked.shape[0]
-    return tensors
-
-
 @pytest.mark.parametrize(
     "name", ["lstm-T2_I1_H2_P1", "gru-T2_I1_H2", "gru-T2_I2_H1-nobias", "lstm_cell-I2_H2"]
 )
@@ -352,50 +327,11 @@ def test_ground_truth_equals_torch_autograd(name):
     checks it against torch's own modules: the brute-force gradients at torch's weights and a
     random upstream cotangent equal torch's autograd (float64), block by block."""
     derivation = _derivation(*_args(GATED[name]))
-    spec = derivation.spec
-    steps, out, hidden = spec.steps, spec.output_size, spec.hidden_size
-    lstm = spec.family == "lstm"
-    torch.manual_seed(0)
-    module = _torch_module(spec)
-    x = torch.randn(steps, spec.input_size, dtype=torch.float64, requires_grad=True)
-    initial = {
-        "h": torch.randn(out, dtype=torch.float64, requires_grad=True),
-        "c": torch.randn(hidden, dtype=torch.float64, requires_grad=True),
-    }
-    g = torch.randn(steps, out, dtype=torch.float64)
-    final_g = {
-        "h": torch.randn(out, dtype=torch.float64),
-        "c": torch.randn(hidden, dtype=torch.float64),
-    }
-    h0, c0 = initial["h"], initial["c"]
-    if spec.is_cell:
-        result = module(x[0], (h0, c0) if lstm else h0)
-        outputs = (result[0] if lstm else result)[None]
-    else:
-        outputs, result = module(x, (h0[None], c0[None]) if lstm else h0[None])
-        result = tuple(state[0] for state in result) if lstm else result[0]
-    final = dict(zip("hc", result, strict=True)) if lstm else {"h": result}
-    states = derivation.step.states
-    loss = (outputs * g).sum() + sum((final[s.name] * final_g[s.name]).sum() for s in states)
-    loss.backward()
-
-    tensors = _block_tensors(derivation, lambda n: getattr(module, n).detach())
-    tensors |= {at_step(derivation.step.inputs[0], k): x[k - 1] for k in range(1, steps + 1)}
-    tensors |= {at_step(s.previous, 1): initial[s.name] for s in states}
-    tensors |= {s.final: final_g[s.name] for s in states}
-    tensors |= {at_step(derivation.adjoint.cotangent, k): g[k - 1] for k in range(1, steps + 1)}
-    truth = scalar.evaluate(_brute(*_args(GATED[name])), _point_from_tensors(derivation, tensors))
-
-    grads = _block_tensors(derivation, lambda n: getattr(module, n).grad)
+    leaves, expected = autograd_case(derivation, seed=0)
+    truth = scalar.evaluate(_brute(*_args(GATED[name])), _point_from_tensors(derivation, leaves))
     for gradient in derivation.gradients:
-        if gradient.torch_name == "input":
-            torch_grad = x.grad
-        elif gradient.once:
-            torch_grad = initial[gradient.torch_name.removesuffix("_0")].grad
-        else:
-            torch_grad = grads[gradient.of]
         got = [float(v) for v in truth[gradient.label]]
-        want = torch_grad.reshape(-1).tolist()
+        want = expected[gradient.label]
         assert got == pytest.approx(want, rel=1e-9, abs=1e-12), gradient.label
 
 
@@ -688,7 +624,7 @@ def founding():
 
 def _founding_point(derivation, rnn, x):
     """The scalar symbols at torch's float32 weights, h_0 = 0, g_t = 0, g_n = 1."""
-    tensors = _block_tensors(derivation, lambda name: getattr(rnn, name).detach())
+    tensors = block_tensors(derivation, lambda name: getattr(rnn, name).detach())
     tensors |= {var("x", k, 1): x[k - 1] for k in (1, 2, 3)}
     (state,) = derivation.step.states
     tensors |= {var("h", 0, 2): torch.zeros(2), state.final: torch.ones(2)}

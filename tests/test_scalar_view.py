@@ -27,19 +27,17 @@ from pathlib import Path
 
 import pytest
 import sympy as sp
-import torch
+from conftest import autograd_case
 
 import symbptt
 from symbptt import scalar
 from symbptt.errors import SymbpttError
-from symbptt.program import at_step
 from symbptt.scalar_view import (
     BackendUnavailableError,
     ScalarView,
     ScalarViewError,
     scalar_view,
 )
-from symbptt.verify import torch_reference
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "scalar_view"
 UPDATE = os.environ.get("SYMBPTT_UPDATE_GOLDEN") == "1"
@@ -103,67 +101,15 @@ def _flat(rows: list[list[float]]) -> list[float]:
 
 
 def _torch_case(derivation: symbptt.Derivation, seed: int):
-    """torch's module with its own init, random x, initial states and cotangents (float64).
-
-    Returns the leaf point (scalar name -> number) and each gradient label's expected values
-    (row-major, as :meth:`ScalarView.evaluate` lays them out).
-    """
-    spec = derivation.spec
-    steps, lstm = spec.steps, spec.family == "lstm"
-    torch.manual_seed(seed)
-    module = torch_reference(spec, "cpu", torch.float64)
-    x = torch.randn(steps, spec.input_size, dtype=torch.float64, requires_grad=True)
-    initial = {"h": torch.randn(spec.output_size, dtype=torch.float64, requires_grad=True)}
-    final_g = {"h": torch.randn(spec.output_size, dtype=torch.float64)}
-    if lstm:
-        initial["c"] = torch.randn(spec.hidden_size, dtype=torch.float64, requires_grad=True)
-        final_g["c"] = torch.randn(spec.hidden_size, dtype=torch.float64)
-    g = torch.randn(steps, spec.output_size, dtype=torch.float64)
-    hx = (initial["h"], initial["c"]) if lstm else initial["h"]
-    if spec.is_cell:
-        result = module(x[0], hx)
-        outputs = (result[0] if lstm else result)[None]
-    else:
-        batched = tuple(s[None] for s in hx) if lstm else hx[None]
-        outputs, result = module(x, batched)
-        result = tuple(s[0] for s in result) if lstm else result[0]
-    final = dict(zip("hc", result, strict=True)) if lstm else {"h": result}
-    states = derivation.step.states
-    loss = (outputs * g).sum() + sum((final[s.name] * final_g[s.name]).sum() for s in states)
-    loss.backward()
-
-    def blocks(tensor_of) -> dict:
-        """Each parameter block: its rows of torch's stacked tensor."""
-        result = {}
-        for parameter in derivation.parameters:
-            stacked, rows = tensor_of(parameter.torch_name), 0
-            for block in parameter.blocks:
-                result[block] = stacked[rows : rows + block.shape[0]]
-                rows += block.shape[0]
-        return result
-
-    leaves = blocks(lambda name: getattr(module, name).detach())
-    leaves |= {at_step(derivation.step.inputs[0], k): x[k - 1] for k in range(1, steps + 1)}
-    leaves |= {at_step(s.previous, 1): initial[s.name] for s in states}
-    leaves |= {s.final: final_g[s.name] for s in states}
-    leaves |= {at_step(derivation.adjoint.cotangent, k): g[k - 1] for k in range(1, steps + 1)}
+    """The leaf point (scalar name -> number) and each gradient label's expected values
+    (row-major, as :meth:`ScalarView.evaluate` lays them out), from torch autograd."""
+    leaves, expected = autograd_case(derivation, seed)
     symbols = scalar.scalar_symbols(derivation)
     assert leaves.keys() == symbols.keys()
     point = {}
     for symbol, tensor in leaves.items():
-        values = tensor.detach().reshape(-1).tolist()
+        values = tensor.reshape(-1).tolist()
         point |= dict(zip((s.name for s in symbols[symbol]), values, strict=True))
-
-    grads = blocks(lambda name: getattr(module, name).grad)
-    expected = {}
-    for gradient in derivation.gradients:
-        if gradient.torch_name == "input":
-            tensor = x.grad
-        elif gradient.once:
-            tensor = initial[gradient.torch_name.removesuffix("_0")].grad
-        else:
-            tensor = grads[gradient.of]
-        expected[gradient.label] = tensor.reshape(-1).tolist()
     return point, expected
 
 
