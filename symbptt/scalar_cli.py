@@ -3,7 +3,7 @@ entry (∂L/∂W_ih[i,j], the biases, the input, the initial state) as scalar ex
 leaf scalars (weights, inputs, initial state, cotangents gₜ and gₙ), after common-subexpression
 elimination, as a straight-line program whose length grows linearly with T.
 
---backend symengine builds the same program with SymEngine, about 12× faster
+--backend symengine builds the same program with SymEngine, about 11× faster
 (pip install 'symbptt[symengine]'); SymPy is the default and the reference.
 """
 
