@@ -1,0 +1,76 @@
+"""The loop body's rewrites (symbptt/printing/loop_step.py): what each statement becomes, and
+that the rewritten step computes what the plain one does."""
+
+from __future__ import annotations
+
+import torch
+from sympy import HadamardProduct, MatAdd
+
+from symbptt.matexpr import Elementwise
+from symbptt.printing.loop_step import alias_name, alias_slots, store
+from symbptt.printing.names import loop_code_name
+from symbptt.printing.torch_code import BatchedTorchPrinter
+from symbptt.program import t, var
+
+H = 3
+u, v, w = var("u", t, H), var("v", t, H), var("w", t, H)
+SEQUENCES = {"u", "v", "w", "h"}
+PRINTER = BatchedTorchPrinter(lambda s: loop_code_name(s, {}, SEQUENCES), lambda s: False)
+
+
+def test_values_are_written_in_place_where_torch_has_out():
+    assert (
+        store(PRINTER, "w[t - 1]", Elementwise("tanh", u)) == "torch.tanh(u[t - 1], out=w[t - 1])"
+    )
+    assert store(PRINTER, "w[t - 1]", HadamardProduct(u, v)) == (
+        "torch.mul(u[t - 1], v[t - 1], out=w[t - 1])"
+    )
+    assert store(PRINTER, "w[t - 1]", MatAdd(u, v)) == "torch.add(u[t - 1], v[t - 1], out=w[t - 1])"
+    assert (
+        store(PRINTER, "w[t - 1]", MatAdd(u, -v)) == "torch.sub(u[t - 1], v[t - 1], out=w[t - 1])"
+    )
+    # relu has no out= form, and three terms are no one call: a plain assignment
+    assert store(PRINTER, "w[t - 1]", Elementwise("relu", u)) == "w[t - 1] = torch.relu(u[t - 1])"
+    assert store(PRINTER, "w[t - 1]", MatAdd(u, v, w)).startswith("w[t - 1] = ")
+
+
+def test_aliases_are_named_by_the_step_they_hold():
+    assert alias_name("h", "t - 1") == "h_prev"  # states are stored from step 0 ...
+    assert alias_name("c", "t") == "c_t"
+    assert alias_name("i", "t - 1") == "i_t"  # ... everything else from step 1
+    assert alias_name("h", "t - 1", states=()) == "h_t"  # the forward's states, from step 1
+
+
+def test_a_slot_used_twice_is_indexed_once_and_written_through_its_alias():
+    lines = [
+        "torch.mul(u[t - 1], u[t - 1], out=w[t - 1])",
+        "w[t - 1] = v[t - 1] + 1",
+        "z = w[t - 1]",
+    ]
+    aliases, rewritten = alias_slots(lines, taken=set())
+    assert aliases == ["u_t = u[t - 1]", "w_t = w[t - 1]"]
+    assert rewritten == [
+        "torch.mul(u_t, u_t, out=w_t)",
+        "w_t.copy_(v[t - 1] + 1)",  # rebinding w_t would not write the slot
+        "z = w_t",
+    ]
+
+
+def test_an_alias_that_would_shadow_a_name_in_use_is_not_made():
+    aliases, rewritten = alias_slots(["a = u[t - 1] * u[t - 1] + u_t"], taken={"u_t", "a"})
+    assert aliases == [] and rewritten == ["a = u[t - 1] * u[t - 1] + u_t"]
+
+
+def test_the_rewritten_step_computes_what_the_plain_one_does():
+    torch.manual_seed(0)
+    env = {name: torch.randn(4, 2, H) for name in ("u", "v")}
+    plain = {"w": torch.empty(4, 2, H), **env}
+    rewritten = {"w": torch.empty(4, 2, H), **{k: v.clone() for k, v in env.items()}}
+    value = HadamardProduct(MatAdd(u, v), Elementwise("tanh", u))
+    step = [store(PRINTER, "w[t - 1]", value), "w[t - 1] = w[t - 1] * v[t - 1]"]
+    aliases, lines = alias_slots(step, taken={"torch", "t"})
+    for t_value in (1, 2, 3, 4):
+        exec(f"w[t - 1] = {PRINTER.doprint(value)}", {"torch": torch, "t": t_value}, plain)
+        exec("w[t - 1] = w[t - 1] * v[t - 1]", {"torch": torch, "t": t_value}, plain)
+        exec("\n".join(aliases + lines), {"torch": torch, "t": t_value}, rewritten)
+    torch.testing.assert_close(rewritten["w"], plain["w"], rtol=0, atol=0)
