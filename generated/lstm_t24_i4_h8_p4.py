@@ -95,7 +95,7 @@ def forward(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr):
         torch.tanh(a_g, out=ct_t)  # (Ft)
         a_o = a[:, 24:32]  # (Ft)
         torch.sigmoid(a_o, out=o_t)  # (Ft)
-        torch.add(f_t * c_prev, i_t * ct_t, out=c_t)  # (Ft)
+        torch.addcmul(f_t * c_prev, i_t, ct_t, out=c_t)  # (Ft)
         torch.mul(o_t, torch.tanh(c_t), out=q_t)  # (Ft)
         h_t.copy_(q_t @ weight_hr.T)  # (Ft)
         h_prev = h_t
@@ -155,11 +155,13 @@ def backward(
         tanh_c = torch.tanh(c[t])  # (Bt)
         torch.add(g[t - 1], carry_h, out=hbar_t)  # (Bt)
         qbar = hbar_t @ weight_hr  # (Bt)
-        cbar = carry_c + qbar * o_t * (1 - tanh_c * tanh_c)  # (Bt)
-        torch.mul(qbar * tanh_c, (o_t - o_t * o_t), out=delta_o[t - 1])  # (Bt)
+        cbar = torch.addcmul(carry_c, (qbar * o_t), (1 - tanh_c * tanh_c))  # (Bt)
+        torch.mul(qbar * tanh_c, torch.addcmul(o_t, o_t, o_t, value=-1), out=delta_o[t - 1])  # (Bt)
         torch.mul(cbar * i_t, (1 - ct_t * ct_t), out=delta_g[t - 1])  # (Bt)
-        torch.mul(cbar * c[t - 1], (f_t - f_t * f_t), out=delta_f[t - 1])  # (Bt)
-        torch.mul(cbar * ct_t, (i_t - i_t * i_t), out=delta_i[t - 1])  # (Bt)
+        torch.mul(
+            cbar * c[t - 1], torch.addcmul(f_t, f_t, f_t, value=-1), out=delta_f[t - 1]
+        )  # (Bt)
+        torch.mul(cbar * ct_t, torch.addcmul(i_t, i_t, i_t, value=-1), out=delta_i[t - 1])  # (Bt)
         carry_h = delta[t - 1] @ weight_hh  # (Bt)
         carry_c = cbar * f_t  # (Bt)
     grads = {

@@ -32,6 +32,8 @@ class ElementwiseFunction:
     """Name of the function of the output that gives this function's derivative."""
     torch_out: str | None = None
     """The torch call writing into an existing tensor ``{1}`` (``out=``), where torch has one."""
+    torch_fused: str | None = None
+    """One torch call for what ``torch`` writes as two operations, where there is one."""
 
 
 _y = sp.Symbol("y")
@@ -71,6 +73,7 @@ FUNCTIONS: dict[str, ElementwiseFunction] = {
         r"{0} \odot \left(1 - {0}\right)",
         "{0} ⊙ (1 − {0})",
         "({0} - {0} * {0})",
+        torch_fused="torch.addcmul({0}, {0}, {0}, value=-1)",
     ),
     "drelu": ElementwiseFunction(
         sp.Lambda(_y, sp.Heaviside(_y, 0)),

@@ -117,7 +117,10 @@ class _Builder:
         self.projections = _projections(program.assignments, fused, self.blocks, loop_name)
         self.activations = _activations(d)
         self.loop_forward_printer = BatchedTorchPrinter(
-            loop_name, is_parameter, known_sums=self.projections.known_sums
+            loop_name,
+            is_parameter,
+            known_sums=self.projections.known_sums,
+            fused_multiply_add=True,
         )
         self.loop_backward_printer = BatchedTorchPrinter(
             lambda s: loop_code_name(s, self.blocks, backward_sequences),
@@ -125,6 +128,7 @@ class _Builder:
             stacked=fused,
             known=dict(self.activations),
             groups=self.groups,
+            fused_multiply_add=True,
         )
         stacked = lambda s: stacked_code_name(s, self.blocks, d.spec.steps)  # noqa: E731
         self.stacked = BatchedTorchPrinter(

@@ -6,7 +6,8 @@ rewrites of the printed statements cut that count without changing what is compu
 
 * a value stored into a per-step slot is written there directly (``out=``) instead of being
   made and then copied: ``torch.sigmoid(a_i, out=i_t)``, ``torch.mul(u, v, out=delta_t)``,
-  ``torch.add(u, v, out=c_t)``;
+  ``torch.add(u, v, out=c_t)``, ``torch.addcmul(f_t * c_prev, i_t, ct_t, out=c_t)`` (with a
+  printer that fuses ``x + u ⊙ v``);
 * a slot read or written more than once in a step is indexed once, at the top of the step
   (``i_t = i[t - 1]``, a view), and named after the step it holds: ``h[t - 1]`` -> ``h_prev``,
   ``c[t]`` -> ``c_t``, ``i[t - 1]`` -> ``i_t`` (states are stored from step 0, everything else
@@ -40,6 +41,11 @@ def store(printer: BatchedTorchPrinter, slot: str, value: sp.Basic) -> str:
         *first, last = value.args
         left = printer.doprint(first[0] if len(first) == 1 else HadamardProduct(*first))
         return f"torch.mul({left}, {printer.doprint(last)}, out={slot})"
+    fused = printer.multiply_add(value) if isinstance(value, MatAdd) else None
+    if fused is not None:
+        rest, left, right, subtracted = fused
+        value_arg = ", value=-1" if subtracted else ""
+        return f"torch.addcmul({rest}, {left}, {right}{value_arg}, out={slot})"
     terms = printer.terms(value) if isinstance(value, MatAdd) else []
     if len(terms) == 2 and not all(term.startswith("-") for term in terms):
         left, right = sorted(terms, key=lambda term: term.startswith("-"))

@@ -38,6 +38,9 @@ class BatchedTorchPrinter(TorchPrinter):
         known: code for whole subexpressions computed beforehand (fused projections).
         groups: operands ``(u₀, ..., u_K₋₁)`` held in one buffer, and the variable that is the
             whole buffer: their fused matmul prints as ``buffer @ argument``, no ``torch.cat``.
+        fused_multiply_add: print ``x + u ⊙ v`` as ``torch.addcmul(x, u, v)`` and the
+            activations' derivatives by their fused form where they have one (the loop form:
+            one tensor operation, one kernel on a GPU, instead of two).
         known_sums: code for sets of terms of a sum computed beforehand: a sum holding every
             term of a set prints that code in their place (``W_ii x + b_ii + b_hi`` ->
             ``x_weight_ih[t - 1, :, 0:128]``, the input projection with its biases folded in).
@@ -53,6 +56,7 @@ class BatchedTorchPrinter(TorchPrinter):
         known: dict[sp.Basic, str] | None = None,
         groups: dict[tuple[sp.Basic, ...], MatrixSymbol] | None = None,
         known_sums: dict[frozenset[sp.Basic], str] | None = None,
+        fused_multiply_add: bool = False,
     ) -> None:
         super().__init__()
         self._name = name
@@ -62,6 +66,7 @@ class BatchedTorchPrinter(TorchPrinter):
         self._stacked = stacked or {}
         self._known = known or {}
         self._groups = groups or {}
+        self._fma = fused_multiply_add
         self._known_sums = sorted((known_sums or {}).items(), key=lambda item: -len(item[0]))
 
     def _print(self, expr, **kwargs) -> str:
@@ -116,14 +121,33 @@ class BatchedTorchPrinter(TorchPrinter):
         fused, rest = self._fused(args)
         return computed + fused + [self._print(arg) for arg in rest]
 
+    def multiply_add(self, expr: MatAdd) -> tuple[str, str, str, bool] | None:
+        """``x + u ⊙ v`` (or ``x − u ⊙ v``) as ``(x, u, v, subtracted)``, the arguments of
+        ``torch.addcmul``; None when not asked for, or when no term is such a product."""
+        if not self._fma:
+            return None
+        computed, args = self._computed(list(expr.args))
+        fused, args = self._fused(args)
+        for term in reversed(args):
+            subtracted = _coefficient(term) == -1
+            product = MatMul(*[a for a in term.args if a.is_Matrix]) if subtracted else term
+            product = product.args[0] if isinstance(product, MatMul) else product
+            if not isinstance(product, HadamardProduct):
+                continue
+            rest = computed + fused + [self._print(a) for a in args if a is not term]
+            if len(rest) == 1 and rest[0].lstrip("-").isdigit():
+                return None  # addcmul adds to a tensor, not to a number
+            *first, last = product.args
+            left = first[0] if len(first) == 1 else HadamardProduct(*first)
+            return _sum(rest), self._operand(left), self._operand(last), subtracted
+        return None
+
     def _print_MatAdd(self, expr: MatAdd) -> str:
-        code = ""
-        for text in self.terms(expr):
-            if code and text.startswith("-"):
-                code += f" - {text[1:]}"
-            else:
-                code += f" + {text}" if code else text
-        return code
+        fused = self.multiply_add(expr)
+        if fused is None:
+            return _sum(self.terms(expr))
+        rest, left, right, subtracted = fused
+        return f"torch.addcmul({rest}, {left}, {right}{', value=-1' if subtracted else ''})"
 
     def _print_OneMatrix(self, expr: OneMatrix) -> str:
         return "1"
@@ -132,7 +156,9 @@ class BatchedTorchPrinter(TorchPrinter):
         return " * ".join(self._operand(arg) for arg in expr.args)
 
     def _print_Elementwise(self, expr: Elementwise) -> str:
-        return expr.function.torch.format(self._operand(expr.arg))
+        function = expr.function
+        pattern = function.torch_fused if self._fma and function.torch_fused else function.torch
+        return pattern.format(self._operand(expr.arg))
 
     def _weight(self, factor: sp.Basic) -> str:
         """The right-hand operand that applies ``factor`` to a row vector."""
@@ -178,6 +204,17 @@ class BatchedTorchPrinter(TorchPrinter):
         else:
             dims = "1" if self._per_step else "(0, 1)"
         return f"{self._operand(expr)}.sum({dims})"
+
+
+def _sum(terms: list[str]) -> str:
+    """Printed terms joined into one sum, ``a - b`` where a term is negative."""
+    code = ""
+    for text in terms:
+        if code and text.startswith("-"):
+            code += f" - {text[1:]}"
+        else:
+            code += f" + {text}" if code else text
+    return code
 
 
 def _coefficient(expr: sp.Basic) -> sp.Expr:
