@@ -1,8 +1,10 @@
 #!/bin/sh
 # The GPU checks of a lent machine, in one go (see docs/benchmarks-gpu.md):
 #   sh benchmarks/device_run.sh OUT_DIR
-# Needs, in .whl/, wheels of what the machine lacks (ruff, sympy); writes OUT_DIR/gpu.log and
-# OUT_DIR/benchmarks-gpu.md.
+# Needs, in .whl/, wheels of what the machine lacks (ruff, sympy), fetched beforehand with
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#       --platform manylinux_2_17_x86_64 -d .whl ruff==0.17.6 sympy==1.14.0
+# Writes OUT_DIR/gpu.log and OUT_DIR/benchmarks-gpu.md.
 out=${1:?usage: sh benchmarks/device_run.sh OUT_DIR}
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site .whl/*.whl || exit 1
