@@ -9,7 +9,8 @@ element-wise functions of the activation's OUTPUT ``y``, as torch computes them:
     sigmoid' = y ⊙ (1 - y)
     relu'    = [y > 0]
 
-(generated code writes sigmoid' as ``y - y * y``: the same values, one tensor operation fewer).
+(generated code writes sigmoid' as ``y - y * y``, and the loop form as one
+``torch.addcmul(y, y, y, value=-1)``: the same values, fewer tensor operations).
 """
 
 from __future__ import annotations

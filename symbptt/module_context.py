@@ -302,17 +302,18 @@ def _adjoint_groups(
     (``W_hiᵀ δⁱ + W_hfᵀ δᶠ + ...``), to be one buffer: each group's operands -> the variable
     standing for the buffer, named by their common prefix (``delta``)."""
     groups: dict[tuple[sp.Basic, ...], MatrixSymbol] = {}
-    taken = {base for base in adjoint_sequences}
+    taken = set(adjoint_sequences)
     for sent in derivation.adjoint.carry.values():
         blocks: dict[str, dict[int, sp.Basic]] = {}
+        counts: dict[str, int] = {}
         for node in sp.preorder_traversal(sent):
             if isinstance(node, MatMul) and len(node.args) == 2:
                 factor, operand = node.args
                 if isinstance(factor, Transpose) and factor.arg in fused:
-                    argument, k, _ = fused[factor.arg]
+                    argument, k, counts[argument] = fused[factor.arg]
                     blocks.setdefault(argument, {})[k] = operand
         for argument, operands in blocks.items():
-            count = fused[next(b for b in fused if fused[b][0] == argument)][2]
+            count = counts[argument]
             ordered = tuple(operands[k] for k in sorted(operands))
             bases = [_base(u) for u in ordered if isinstance(u, MatrixSymbol)]
             name = os.path.commonprefix(bases).rstrip("_")
@@ -424,8 +425,8 @@ def _projections(
         }
         bias = _folded_bias(biases, fused, blocks) if len(products) == count else None
         x_name = f"x_{argument}"
-        product = f"(x @ {argument}.T).add_({bias})" if bias else f"x @ {argument}.T"
-        before.append(f"{x_name} = {product}")
+        projection = f"(x @ {argument}.T).add_({bias})" if bias else f"x @ {argument}.T"
+        before.append(f"{x_name} = {projection}")
         for k, (product, parent) in products.items():
             terms = frozenset([product, *(biases[k] if bias else ())])
             known[terms] = _slice(x_name, index, _columns(k, rows, count))

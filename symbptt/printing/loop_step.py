@@ -41,11 +41,9 @@ def store(printer: BatchedTorchPrinter, slot: str, value: sp.Basic) -> str:
         *first, last = value.args
         left = printer.doprint(first[0] if len(first) == 1 else HadamardProduct(*first))
         return f"torch.mul({left}, {printer.doprint(last)}, out={slot})"
-    fused = printer.multiply_add(value) if isinstance(value, MatAdd) else None
+    fused = printer.multiply_add(value, out=slot) if isinstance(value, MatAdd) else None
     if fused is not None:
-        rest, left, right, subtracted = fused
-        value_arg = ", value=-1" if subtracted else ""
-        return f"torch.addcmul({rest}, {left}, {right}{value_arg}, out={slot})"
+        return fused
     terms = printer.terms(value) if isinstance(value, MatAdd) else []
     if len(terms) == 2 and not all(term.startswith("-") for term in terms):
         left, right = sorted(terms, key=lambda term: term.startswith("-"))

@@ -115,39 +115,47 @@ class BatchedTorchPrinter(TorchPrinter):
                 rest -= terms
         return codes, [arg for arg in args if arg in rest]
 
-    def terms(self, expr: MatAdd) -> list[str]:
-        """The printed terms of a sum, after the known and fused groups are put in."""
+    def _split(self, expr: MatAdd) -> tuple[list[str], list[sp.Basic]]:
+        """A sum's known and fused groups, printed, and its other terms."""
         computed, args = self._computed(list(expr.args))
         fused, rest = self._fused(args)
-        return computed + fused + [self._print(arg) for arg in rest]
+        return computed + fused, rest
 
-    def multiply_add(self, expr: MatAdd) -> tuple[str, str, str, bool] | None:
-        """``x + u ⊙ v`` (or ``x − u ⊙ v``) as ``(x, u, v, subtracted)``, the arguments of
-        ``torch.addcmul``; None when not asked for, or when no term is such a product."""
-        if not self._fma:
-            return None
-        computed, args = self._computed(list(expr.args))
-        fused, args = self._fused(args)
+    def terms(self, expr: MatAdd) -> list[str]:
+        """The printed terms of a sum, after the known and fused groups are put in."""
+        printed, rest = self._split(expr)
+        return printed + [self._print(arg) for arg in rest]
+
+    def multiply_add(self, expr: MatAdd, out: str | None = None) -> str | None:
+        """``x + u ⊙ v`` (or ``x − u ⊙ v``) as ``torch.addcmul(x, u, v)`` (writing into
+        ``out`` when given); None when not asked for, or when no term is such a product."""
+        return self._multiply_add(*self._split(expr), out) if self._fma else None
+
+    def _multiply_add(
+        self, printed: list[str], args: list[sp.Basic], out: str | None
+    ) -> str | None:
         for term in reversed(args):
             subtracted = _coefficient(term) == -1
             product = MatMul(*[a for a in term.args if a.is_Matrix]) if subtracted else term
             product = product.args[0] if isinstance(product, MatMul) else product
             if not isinstance(product, HadamardProduct):
                 continue
-            rest = computed + fused + [self._print(a) for a in args if a is not term]
+            rest = printed + [self._print(a) for a in args if a is not term]
             if len(rest) == 1 and rest[0].lstrip("-").isdigit():
                 return None  # addcmul adds to a tensor, not to a number
             *first, last = product.args
             left = first[0] if len(first) == 1 else HadamardProduct(*first)
-            return _sum(rest), self._operand(left), self._operand(last), subtracted
+            options = (", value=-1" if subtracted else "") + (f", out={out}" if out else "")
+            return (
+                f"torch.addcmul({_sum(rest)}, {self._operand(left)}, "
+                f"{self._operand(last)}{options})"
+            )
         return None
 
     def _print_MatAdd(self, expr: MatAdd) -> str:
-        fused = self.multiply_add(expr)
-        if fused is None:
-            return _sum(self.terms(expr))
-        rest, left, right, subtracted = fused
-        return f"torch.addcmul({rest}, {left}, {right}{', value=-1' if subtracted else ''})"
+        printed, rest = self._split(expr)
+        fused = self._multiply_add(printed, rest, None) if self._fma else None
+        return fused or _sum(printed + [self._print(arg) for arg in rest])
 
     def _print_OneMatrix(self, expr: OneMatrix) -> str:
         return "1"
