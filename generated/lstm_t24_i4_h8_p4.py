@@ -78,15 +78,25 @@ def forward(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr):
     o = x.new_empty((STEPS, batch, 8))
     q = x.new_empty((STEPS, batch, 8))
     x_weight_ih = (x @ weight_ih.T).add_(bias_ih + bias_hh)  # every step's input projection at once
+    i_steps = i.unbind(0)
+    f_steps = f.unbind(0)
+    ct_steps = ct.unbind(0)
+    o_steps = o.unbind(0)
+    c_steps = c.unbind(0)
+    q_steps = q.unbind(0)
+    h_steps = h.unbind(0)
+    x_weight_ih_steps = x_weight_ih.unbind(0)
+    weight_hh_T = weight_hh.T
+    weight_hr_T = weight_hr.T
     for t in range(1, STEPS + 1):
-        i_t = i[t - 1]
-        f_t = f[t - 1]
-        ct_t = ct[t - 1]
-        o_t = o[t - 1]
-        c_t = c[t - 1]
-        q_t = q[t - 1]
-        h_t = h[t - 1]
-        a = torch.addmm(x_weight_ih[t - 1], h_prev, weight_hh.T)  # all gates at once
+        i_t = i_steps[t - 1]
+        f_t = f_steps[t - 1]
+        ct_t = ct_steps[t - 1]
+        o_t = o_steps[t - 1]
+        c_t = c_steps[t - 1]
+        q_t = q_steps[t - 1]
+        h_t = h_steps[t - 1]
+        a = torch.addmm(x_weight_ih_steps[t - 1], h_prev, weight_hh_T)  # all gates at once
         a_i = a[:, 0:8]  # (Ft)
         torch.sigmoid(a_i, out=i_t)  # (Ft)
         a_f = a[:, 8:16]  # (Ft)
@@ -97,7 +107,7 @@ def forward(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr):
         torch.sigmoid(a_o, out=o_t)  # (Ft)
         torch.addcmul(f_t * c_prev, i_t, ct_t, out=c_t)  # (Ft)
         torch.mul(o_t, torch.tanh(c_t), out=q_t)  # (Ft)
-        h_t.copy_(q_t @ weight_hr.T)  # (Ft)
+        h_t.copy_(q_t @ weight_hr_T)  # (Ft)
         h_prev = h_t
         c_prev = c_t
     saved = {
@@ -143,27 +153,39 @@ def backward(
     delta = x.new_empty((STEPS, batch, 32))
     delta_i, delta_f, delta_g, delta_o = delta.split(8, -1)
     hbar = x.new_empty((STEPS, batch, 4))
+    tanh_c = torch.tanh(c[1:])  # all steps
+    k_cbar = o * (1 - tanh_c * tanh_c)  # oₜ ⊙ (1 − tanh(cₜ) ⊙ tanh(cₜ)), all steps
+    k_delta_o = tanh_c * torch.addcmul(o, o, o, value=-1)  # tanh(cₜ) ⊙ oₜ ⊙ (1 − oₜ), all steps
+    k_delta_g = i * (1 - ct * ct)  # iₜ ⊙ (1 − c̃ₜ ⊙ c̃ₜ), all steps
+    k_delta_f = c[:-1] * torch.addcmul(f, f, f, value=-1)  # cₜ₋₁ ⊙ fₜ ⊙ (1 − fₜ), all steps
+    k_delta_i = ct * torch.addcmul(i, i, i, value=-1)  # c̃ₜ ⊙ iₜ ⊙ (1 − iₜ), all steps
     g = grad_output
     carry_h = grad_h_n
     carry_c = grad_c_n
+    hbar_steps = hbar.unbind(0)
+    g_steps = g.unbind(0)
+    k_cbar_steps = k_cbar.unbind(0)
+    k_delta_o_steps = k_delta_o.unbind(0)
+    delta_o_steps = delta_o.unbind(0)
+    k_delta_g_steps = k_delta_g.unbind(0)
+    delta_g_steps = delta_g.unbind(0)
+    k_delta_f_steps = k_delta_f.unbind(0)
+    delta_f_steps = delta_f.unbind(0)
+    k_delta_i_steps = k_delta_i.unbind(0)
+    delta_i_steps = delta_i.unbind(0)
+    delta_steps = delta.unbind(0)
+    f_steps = f.unbind(0)
     for t in range(STEPS, 0, -1):
-        hbar_t = hbar[t - 1]
-        o_t = o[t - 1]
-        i_t = i[t - 1]
-        ct_t = ct[t - 1]
-        f_t = f[t - 1]
-        tanh_c = torch.tanh(c[t])  # (Bt)
-        torch.add(g[t - 1], carry_h, out=hbar_t)  # (Bt)
+        hbar_t = hbar_steps[t - 1]
+        torch.add(g_steps[t - 1], carry_h, out=hbar_t)  # (Bt)
         qbar = hbar_t @ weight_hr  # (Bt)
-        cbar = torch.addcmul(carry_c, (qbar * o_t), (1 - tanh_c * tanh_c))  # (Bt)
-        torch.mul(qbar * tanh_c, torch.addcmul(o_t, o_t, o_t, value=-1), out=delta_o[t - 1])  # (Bt)
-        torch.mul(cbar * i_t, (1 - ct_t * ct_t), out=delta_g[t - 1])  # (Bt)
-        torch.mul(
-            cbar * c[t - 1], torch.addcmul(f_t, f_t, f_t, value=-1), out=delta_f[t - 1]
-        )  # (Bt)
-        torch.mul(cbar * ct_t, torch.addcmul(i_t, i_t, i_t, value=-1), out=delta_i[t - 1])  # (Bt)
-        carry_h = delta[t - 1] @ weight_hh  # (Bt)
-        carry_c = cbar * f_t  # (Bt)
+        cbar = torch.addcmul(carry_c, qbar, k_cbar_steps[t - 1])  # (Bt)
+        torch.mul(qbar, k_delta_o_steps[t - 1], out=delta_o_steps[t - 1])  # (Bt)
+        torch.mul(cbar, k_delta_g_steps[t - 1], out=delta_g_steps[t - 1])  # (Bt)
+        torch.mul(cbar, k_delta_f_steps[t - 1], out=delta_f_steps[t - 1])  # (Bt)
+        torch.mul(cbar, k_delta_i_steps[t - 1], out=delta_i_steps[t - 1])  # (Bt)
+        carry_h = delta_steps[t - 1] @ weight_hh  # (Bt)
+        carry_c = cbar * f_steps[t - 1]  # (Bt)
     grads = {
         "weight_ih_l0": (x.flatten(0, 1).T @ delta.flatten(0, 1)).T,  # (G1–G4)
         "weight_hh_l0": (h[:-1].flatten(0, 1).T @ delta.flatten(0, 1)).T,  # (G5–G8)

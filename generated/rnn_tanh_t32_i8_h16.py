@@ -42,9 +42,12 @@ def forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh):
     h = x.new_empty((STEPS, batch, 16))
     h_prev = h0
     x_weight_ih = (x @ weight_ih.T).add_(bias_ih + bias_hh)  # every step's input projection at once
+    h_steps = h.unbind(0)
+    x_weight_ih_steps = x_weight_ih.unbind(0)
+    weight_hh_T = weight_hh.T
     for t in range(1, STEPS + 1):
-        h_t = h[t - 1]
-        z = torch.addmm(x_weight_ih[t - 1], h_prev, weight_hh.T)  # (Ft)
+        h_t = h_steps[t - 1]
+        z = torch.addmm(x_weight_ih_steps[t - 1], h_prev, weight_hh_T)  # (Ft)
         torch.tanh(z, out=h_t)  # (Ft)
         h_prev = h_t
     saved = {
@@ -64,13 +67,16 @@ def backward(x, h0, saved, weight_ih, weight_hh, grad_output, grad_h_n, per_step
     batch = x.shape[1]
     h = torch.cat((h0.unsqueeze(0), saved["h"]))
     delta = x.new_empty((STEPS, batch, 16))
+    k_delta = 1 - h[1:] * h[1:]  # (1 − hₜ ⊙ hₜ), all steps
     g = grad_output
     carry_h = grad_h_n
+    delta_steps = delta.unbind(0)
+    g_steps = g.unbind(0)
+    k_delta_steps = k_delta.unbind(0)
     for t in range(STEPS, 0, -1):
-        h_t = h[t]
-        delta_t = delta[t - 1]
-        hbar = g[t - 1] + carry_h  # (Bt)
-        torch.mul(hbar, (1 - h_t * h_t), out=delta_t)  # (Bt)
+        delta_t = delta_steps[t - 1]
+        hbar = g_steps[t - 1] + carry_h  # (Bt)
+        torch.mul(hbar, k_delta_steps[t - 1], out=delta_t)  # (Bt)
         carry_h = delta_t @ weight_hh  # (Bt)
     grads = {
         "weight_ih_l0": (x.flatten(0, 1).T @ delta.flatten(0, 1)).T,  # (G1)

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 import sympy as sp
 from sympy import MatAdd, MatMul, MatrixSymbol, Transpose
 
+from .local_factors import local_factors
 from .matexpr import Elementwise
-from .printing.loop_step import alias_slots, is_slot, store
+from .printing.loop_step import alias_slots, hoist, is_slot, store
 from .printing.names import (
     FINAL_CODE,
     STATE_BASES,
@@ -109,13 +110,16 @@ class _Builder:
         }
         self.groups = _adjoint_groups(d, fused, self.adjoint_sequences) if d.spec.loop_form else {}
         grouped = {_base(group) for group in self.groups.values()}
+        self.local = local_factors(d.adjoint.assignments, {*self.states, *self.saved})
         forward_sequences = {"x", *masks, *self.states, *self.saved}
         backward_sequences = {"x", "g", *masks, *self.states, *self.saved, *self.adjoint_sequences}
-        backward_sequences |= grouped
+        backward_sequences |= grouped | {_base(k) for k in self.local.factors}
         carried = frozenset(self.states)
         loop_name = lambda s: loop_code_name(s, self.blocks, forward_sequences, carried)  # noqa: E731
         self.projections = _projections(program.assignments, fused, self.blocks, loop_name)
-        self.activations = _activations(d)
+        self.activations = _activations(
+            [a.value for a in self.local.assignments] + list(d.adjoint.carry.values())
+        )
         self.loop_forward_printer = BatchedTorchPrinter(
             loop_name,
             is_parameter,
@@ -131,6 +135,14 @@ class _Builder:
             fused_multiply_add=True,
         )
         stacked = lambda s: stacked_code_name(s, self.blocks, d.spec.steps)  # noqa: E731
+        self.local_activations = _activations(self.local.factors.values())
+        self.local_printer = BatchedTorchPrinter(
+            stacked,
+            is_parameter,
+            batch_dims=2,
+            known=dict(self.local_activations),
+            fused_multiply_add=True,
+        )
         self.stacked = BatchedTorchPrinter(
             stacked, is_parameter, batch_dims=2, stacked=fused, groups=self.groups
         )
@@ -271,16 +283,30 @@ class _Builder:
         lines += [Line(f"{state}_prev = {state}[t - 1]", "") for state in self.states]
         return _with_aliases(lines, states=())
 
+    def local_lines(self) -> list[Line]:
+        """Before the backward loop: the forward-only factors of its products for every step at
+        once (:mod:`symbptt.local_factors`), after the activations they read (``tanh_c``):
+        computed again rather than kept by the forward, so that the values saved for the
+        backward take no more memory than autograd's."""
+        printer = self.local_printer
+        lines = [
+            Line(f"{name} = {node.function.torch.format(printer.doprint(node.arg))}", "all steps")
+            for node, name in self.local_activations.items()
+        ]
+        for symbol, factor in self.local.factors.items():
+            code = f"{_base(symbol)} = {printer.doprint(factor)}"
+            lines.append(Line(code, f"{text(factor)}, all steps"))
+        return lines
+
     def loop_backward(self) -> list[Line]:
-        """The generic backward step, after the activations it reads (``tanh_c``): computed
-        again rather than kept by the forward, so that the values saved for the backward take
-        no more memory than autograd's."""
+        """The generic backward step, after the activations it reads that are not among
+        :meth:`local_lines`."""
         printer = self.loop_backward_printer
         lines = [
             Line(f"{name} = {node.function.torch.format(printer.doprint(node.arg))}", "(Bt)")
             for node, name in self.activations.items()
         ]
-        lines += [self._loop_line(printer, a, "(Bt)") for a in self.d.adjoint.assignments]
+        lines += [self._loop_line(printer, a, "(Bt)") for a in self.local.assignments]
         for state, sent in self.d.adjoint.carry.items():
             lines.append(Line(f"carry_{_base(state.new)} = {printer.doprint(sent)}", "(Bt)"))
         return _with_aliases(lines)
@@ -293,6 +319,12 @@ def _with_aliases(lines: list[Line], states: tuple[str, ...] = STATE_BASES) -> l
     return [Line(code, "") for code in aliases] + [
         Line(code, line.label) for code, line in zip(codes, lines, strict=True)
     ]
+
+
+def _hoisted(lines: list[Line]) -> tuple[list[str], list[Line]]:
+    """:func:`hoist` on a step's lines: what goes before the loop, and the lines."""
+    before, codes = hoist([line.code for line in lines])
+    return before, [Line(code, line.label) for code, line in zip(codes, lines, strict=True)]
 
 
 def _adjoint_groups(
@@ -333,11 +365,9 @@ def _adjoint_groups(
     return groups
 
 
-def _activations(derivation: Derivation) -> dict[Elementwise, str]:
-    """Activations of forward values the backward step reads (``tanh(c_t)`` three times for
-    an LSTM), each named once per step in the loop form: ``tanh_c``."""
-    exprs = [a.value for a in derivation.adjoint.assignments]
-    exprs += list(derivation.adjoint.carry.values())
+def _activations(exprs) -> dict[Elementwise, str]:
+    """Activations of forward values that ``exprs`` read (``tanh(c_t)`` three times in an
+    LSTM's backward step), each to be named once in the loop form: ``tanh_c``."""
     return {
         node: f"{node.name}_{_base(node.arg)}"
         for expr in exprs
@@ -518,11 +548,21 @@ def cell_context(derivation: Derivation) -> dict:
         "loop_forward": b.loop_forward(),
         "projections": b.projections,
         "loop_backward": b.loop_backward(),
+        "loop_forward_before": [],
+        "loop_backward_before": [],
+        "local_factors": b.local_lines() if spec.loop_form else [],
         "gradients": b.gradient_codes(),
     }
+    if spec.loop_form:
+        for part in ("loop_forward", "loop_backward"):
+            context[f"{part}_before"], context[part] = _hoisted(context[part])
     forward_code = [line.code for line in context["forward"] + context["loop_forward"]]
-    forward_code += list(b.projections.before)
-    backward_code = [line.code for line in context["backward"] + context["loop_backward"]]
+    forward_code += list(b.projections.before) + context["loop_forward_before"]
+    backward_code = [
+        line.code
+        for line in context["backward"] + context["local_factors"] + context["loop_backward"]
+    ]
+    backward_code += context["loop_backward_before"]
     for g in context["gradients"]:
         backward_code += [g.total, g.per_step, *g.terms]
     context["forward_unpack"] = _used(b.unpack_blocks(forward_params), forward_code)

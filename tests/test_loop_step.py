@@ -7,7 +7,7 @@ import torch
 from sympy import HadamardProduct, MatAdd
 
 from symbptt.matexpr import Elementwise
-from symbptt.printing.loop_step import alias_name, alias_slots, store
+from symbptt.printing.loop_step import alias_name, alias_slots, hoist, store
 from symbptt.printing.names import loop_code_name
 from symbptt.printing.torch_code import BatchedTorchPrinter
 from symbptt.program import t, var
@@ -74,3 +74,52 @@ def test_the_rewritten_step_computes_what_the_plain_one_does():
         exec("w[t - 1] = w[t - 1] * v[t - 1]", {"torch": torch, "t": t_value}, plain)
         exec("\n".join(aliases + lines), {"torch": torch, "t": t_value}, rewritten)
     torch.testing.assert_close(rewritten["w"], plain["w"], rtol=0, atol=0)
+
+
+def test_sequences_are_split_into_steps_and_weights_transposed_once_before_the_loop():
+    lines = [
+        "u_t = u[t - 1]",
+        "a = torch.addmm(x_w[t - 1], h_prev, weight_hh.T)",
+        "b = x_w[t - 1, :, 0:3] + a[:, 0:3]",
+        "torch.mul(u_t, c[t], out=w[t - 1])",
+        "h_prev = h[t - 1]",
+    ]
+    before, rewritten = hoist(lines)
+    assert before == [
+        "u_steps = u.unbind(0)",
+        "x_w_steps = x_w.unbind(0)",
+        "c_steps = c.unbind(0)",
+        "w_steps = w.unbind(0)",
+        "h_steps = h.unbind(0)",
+        "weight_hh_T = weight_hh.T",
+    ]
+    assert rewritten == [
+        "u_t = u_steps[t - 1]",
+        "a = torch.addmm(x_w_steps[t - 1], h_prev, weight_hh_T)",
+        "b = x_w_steps[t - 1][:, 0:3] + a[:, 0:3]",  # a is made in the loop: left as it is
+        "torch.mul(u_t, c_steps[t], out=w_steps[t - 1])",
+        "h_prev = h_steps[t - 1]",
+    ]
+
+
+def test_names_the_loop_assigns_or_that_are_taken_are_not_hoisted():
+    lines = ["a = a[t - 1] * u[t - 1]", "m = m.T", "u_steps_used = weight.T"]
+    before, rewritten = hoist(lines + ["weight_T = 1", "v[t] += 1"])
+    assert before == ["u_steps = u.unbind(0)"]
+    assert rewritten[:3] == ["a = a[t - 1] * u_steps[t - 1]", "m = m.T", "u_steps_used = weight.T"]
+    assert hoist(["z = 2 * y"]) == ([], ["z = 2 * y"])
+
+
+def test_the_hoisted_loop_computes_what_the_plain_one_does():
+    torch.manual_seed(0)
+    env = {"u": torch.randn(4, 2, H), "c": torch.randn(5, 2, H), "weight": torch.randn(H, H)}
+    step = ["torch.mul(u[t - 1] @ weight.T, c[t], out=w[t - 1])", "w[t - 1] = w[t - 1] + c[t - 1]"]
+    before, lines = hoist(step)
+    assert lines[1] == "w_steps[t - 1].copy_(w_steps[t - 1] + c_steps[t - 1])"
+    plain = {"w": torch.empty(4, 2, H), **env}
+    hoisted = {"w": torch.empty(4, 2, H), **{k: v.clone() for k, v in env.items()}}
+    exec("\n".join(before), {"torch": torch}, hoisted)
+    for t_value in (1, 2, 3, 4):
+        exec("\n".join(step), {"torch": torch, "t": t_value}, plain)
+        exec("\n".join(lines), {"torch": torch, "t": t_value}, hoisted)
+    torch.testing.assert_close(hoisted["w"], plain["w"], rtol=0, atol=0)

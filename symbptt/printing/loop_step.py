@@ -12,6 +12,11 @@ rewrites of the printed statements cut that count without changing what is compu
   (``i_t = i[t - 1]``, a view), and named after the step it holds: ``h[t - 1]`` -> ``h_prev``,
   ``c[t]`` -> ``c_t``, ``i[t - 1]`` -> ``i_t`` (states are stored from step 0, everything else
   from step 1).
+
+Then :func:`hoist` moves what every step would redo before the loop: each sequence is split
+into its steps once (``i_steps = i.unbind(0)``: a tuple of views, which the loop indexes for
+nanoseconds where ``i[t - 1]`` costs a tensor operation), and each transposed weight is taken
+once (``weight_hh_T = weight_hh.T``).
 """
 
 from __future__ import annotations
@@ -88,3 +93,52 @@ def alias_slots(
             line = f"{target}.copy_({value})"
         rewritten.append(_SLOT.sub(lambda m: aliases.get(m.group(0), m.group(0)), line))
     return [f"{name} = {slot}" for slot, name in aliases.items()], rewritten
+
+
+_STEP_INDEX = re.compile(r"(?<![\w.\]])([A-Za-z_]\w*)\[(t|t - 1)(?:, ([^\[\]]+))?\]")
+"""``name[t]``, ``name[t - 1]`` or ``name[t - 1, :, 0:128]``."""
+_TRANSPOSED = re.compile(r"(?<![\w.\]])([A-Za-z_]\w*)\.T\b")
+"""``weight_hh.T``."""
+
+
+def hoist(lines: list[str]) -> tuple[list[str], list[str]]:
+    """``(before, rewritten lines)``: the loop's sequences split into steps and its weights
+    transposed once, before it (``i_steps = i.unbind(0)``, ``weight_hh_T = weight_hh.T``);
+    in the lines ``i[t - 1]`` -> ``i_steps[t - 1]``, ``x_w[t - 1, :, 0:128]`` ->
+    ``x_w_steps[t - 1][:, 0:128]``, ``weight_hh.T`` -> ``weight_hh_T``, and ``u[t - 1] =
+    value`` -> ``u_steps[t - 1].copy_(value)``. Names the lines assign (or update in place,
+    ``u[t - 1] += ...``) are left as they are."""
+    text = "\n".join(lines)
+    assigned = set(re.findall(r"^\s*([A-Za-z_]\w*(?:\s*,\s*[A-Za-z_]\w*)*)\s*=(?!=)", text, re.M))
+    assigned = {name.strip() for names in assigned for name in names.split(",")}
+    assigned |= set(re.findall(r"^\s*([A-Za-z_]\w*)\[[^\]]*\]\s*[^\s=]=", text, re.M))
+    sequences = [n for n in dict.fromkeys(m.group(1) for m in _STEP_INDEX.finditer(text))]
+    sequences = [n for n in sequences if n not in assigned]
+    weights = [n for n in dict.fromkeys(_TRANSPOSED.findall(text)) if n not in assigned]
+    taken = set(re.findall(r"\w+", text))
+    sequences = [n for n in sequences if f"{n}_steps" not in taken]
+    weights = [n for n in weights if f"{n}_T" not in taken]
+    if not sequences and not weights:
+        return [], lines
+
+    def step(match: re.Match) -> str:
+        name, index, rest = match.groups()
+        if name not in sequences:
+            return match.group(0)
+        return f"{name}_steps[{index}]" + (f"[{rest}]" if rest else "")
+
+    def transposed(match: re.Match) -> str:
+        name = match.group(1)
+        return f"{name}_T" if name in weights else match.group(0)
+
+    rewritten = []
+    for line in lines:
+        target, equals, value = line.partition(" = ")
+        line = _TRANSPOSED.sub(transposed, _STEP_INDEX.sub(step, line))
+        if equals and _STEP_INDEX.fullmatch(target) and target != _STEP_INDEX.sub(step, target):
+            # a step of a tuple cannot be assigned to: write into the view
+            line = f"{_STEP_INDEX.sub(step, target)}.copy_({line.partition(' = ')[2]})"
+        rewritten.append(line)
+    before = [f"{name}_steps = {name}.unbind(0)" for name in sequences]
+    before += [f"{name}_T = {name}.T" for name in weights]
+    return before, rewritten
