@@ -155,35 +155,39 @@ def backward(
     hbar = x.new_empty((STEPS, batch, 4))
     tanh_c = torch.tanh(c[1:])  # all steps
     k_cbar = o * (1 - tanh_c * tanh_c)  # oₜ ⊙ (1 − tanh(cₜ) ⊙ tanh(cₜ)), all steps
-    k_delta_o = tanh_c * torch.addcmul(o, o, o, value=-1)  # tanh(cₜ) ⊙ oₜ ⊙ (1 − oₜ), all steps
-    k_delta_g = i * (1 - ct * ct)  # iₜ ⊙ (1 − c̃ₜ ⊙ c̃ₜ), all steps
-    k_delta_f = c[:-1] * torch.addcmul(f, f, f, value=-1)  # cₜ₋₁ ⊙ fₜ ⊙ (1 − fₜ), all steps
-    k_delta_i = ct * torch.addcmul(i, i, i, value=-1)  # c̃ₜ ⊙ iₜ ⊙ (1 − iₜ), all steps
+    torch.mul(
+        tanh_c, torch.addcmul(o, o, o, value=-1), out=delta_o
+    )  # tanh(cₜ) ⊙ oₜ ⊙ (1 − oₜ), all steps
+    torch.mul(i, (1 - ct * ct), out=delta_g)  # iₜ ⊙ (1 − c̃ₜ ⊙ c̃ₜ), all steps
+    torch.mul(
+        c[:-1], torch.addcmul(f, f, f, value=-1), out=delta_f
+    )  # cₜ₋₁ ⊙ fₜ ⊙ (1 − fₜ), all steps
+    torch.mul(ct, torch.addcmul(i, i, i, value=-1), out=delta_i)  # c̃ₜ ⊙ iₜ ⊙ (1 − iₜ), all steps
     g = grad_output
     carry_h = grad_h_n
     carry_c = grad_c_n
     hbar_steps = hbar.unbind(0)
+    delta_o_steps = delta_o.unbind(0)
+    delta_g_steps = delta_g.unbind(0)
+    delta_f_steps = delta_f.unbind(0)
+    delta_i_steps = delta_i.unbind(0)
     g_steps = g.unbind(0)
     k_cbar_steps = k_cbar.unbind(0)
-    k_delta_o_steps = k_delta_o.unbind(0)
-    delta_o_steps = delta_o.unbind(0)
-    k_delta_g_steps = k_delta_g.unbind(0)
-    delta_g_steps = delta_g.unbind(0)
-    k_delta_f_steps = k_delta_f.unbind(0)
-    delta_f_steps = delta_f.unbind(0)
-    k_delta_i_steps = k_delta_i.unbind(0)
-    delta_i_steps = delta_i.unbind(0)
     delta_steps = delta.unbind(0)
     f_steps = f.unbind(0)
     for t in range(STEPS, 0, -1):
         hbar_t = hbar_steps[t - 1]
+        delta_o_t = delta_o_steps[t - 1]
+        delta_g_t = delta_g_steps[t - 1]
+        delta_f_t = delta_f_steps[t - 1]
+        delta_i_t = delta_i_steps[t - 1]
         torch.add(g_steps[t - 1], carry_h, out=hbar_t)  # (Bt)
         qbar = hbar_t @ weight_hr  # (Bt)
         cbar = torch.addcmul(carry_c, qbar, k_cbar_steps[t - 1])  # (Bt)
-        torch.mul(qbar, k_delta_o_steps[t - 1], out=delta_o_steps[t - 1])  # (Bt)
-        torch.mul(cbar, k_delta_g_steps[t - 1], out=delta_g_steps[t - 1])  # (Bt)
-        torch.mul(cbar, k_delta_f_steps[t - 1], out=delta_f_steps[t - 1])  # (Bt)
-        torch.mul(cbar, k_delta_i_steps[t - 1], out=delta_i_steps[t - 1])  # (Bt)
+        torch.mul(qbar, delta_o_t, out=delta_o_t)  # (Bt)
+        torch.mul(cbar, delta_g_t, out=delta_g_t)  # (Bt)
+        torch.mul(cbar, delta_f_t, out=delta_f_t)  # (Bt)
+        torch.mul(cbar, delta_i_t, out=delta_i_t)  # (Bt)
         carry_h = delta_steps[t - 1] @ weight_hh  # (Bt)
         carry_c = cbar * f_steps[t - 1]  # (Bt)
     grads = {

@@ -67,16 +67,15 @@ def backward(x, h0, saved, weight_ih, weight_hh, grad_output, grad_h_n, per_step
     batch = x.shape[1]
     h = torch.cat((h0.unsqueeze(0), saved["h"]))
     delta = x.new_empty((STEPS, batch, 16))
-    k_delta = 1 - h[1:] * h[1:]  # (1 − hₜ ⊙ hₜ), all steps
+    delta.copy_(1 - h[1:] * h[1:])  # (1 − hₜ ⊙ hₜ), all steps
     g = grad_output
     carry_h = grad_h_n
     delta_steps = delta.unbind(0)
     g_steps = g.unbind(0)
-    k_delta_steps = k_delta.unbind(0)
     for t in range(STEPS, 0, -1):
         delta_t = delta_steps[t - 1]
         hbar = g_steps[t - 1] + carry_h  # (Bt)
-        torch.mul(hbar, k_delta_steps[t - 1], out=delta_t)  # (Bt)
+        torch.mul(hbar, delta_t, out=delta_t)  # (Bt)
         carry_h = delta_t @ weight_hh  # (Bt)
     grads = {
         "weight_ih_l0": (x.flatten(0, 1).T @ delta.flatten(0, 1)).T,  # (G1)

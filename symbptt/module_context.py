@@ -110,7 +110,9 @@ class _Builder:
         }
         self.groups = _adjoint_groups(d, fused, self.adjoint_sequences) if d.spec.loop_form else {}
         grouped = {_base(group) for group in self.groups.values()}
-        self.local = local_factors(d.adjoint.assignments, {*self.states, *self.saved})
+        self.local = local_factors(
+            d.adjoint.assignments, {*self.states, *self.saved}, set(self.adjoint_sequences)
+        )
         forward_sequences = {"x", *masks, *self.states, *self.saved}
         backward_sequences = {"x", "g", *masks, *self.states, *self.saved, *self.adjoint_sequences}
         backward_sequences |= grouped | {_base(k) for k in self.local.factors}
@@ -294,7 +296,12 @@ class _Builder:
             for node, name in self.local_activations.items()
         ]
         for symbol, factor in self.local.factors.items():
-            code = f"{_base(symbol)} = {printer.doprint(factor)}"
+            name = _base(symbol)
+            code = f"{name} = {printer.doprint(factor)}"
+            if name in self.adjoint_sequences:  # into its buffer, a view: no rebinding
+                code = store(printer, name, factor)
+                if code.startswith(f"{name} = "):
+                    code = f"{name}.copy_({_unwrapped(code.partition(' = ')[2])})"
             lines.append(Line(code, f"{text(factor)}, all steps"))
         return lines
 
@@ -319,6 +326,18 @@ def _with_aliases(lines: list[Line], states: tuple[str, ...] = STATE_BASES) -> l
     return [Line(code, "") for code in aliases] + [
         Line(code, line.label) for code, line in zip(codes, lines, strict=True)
     ]
+
+
+def _unwrapped(code: str) -> str:
+    """``code`` without parentheses around all of it: ``(1 - h * h)`` -> ``1 - h * h``."""
+    if not (code.startswith("(") and code.endswith(")")):
+        return code
+    depth = 0
+    for position, char in enumerate(code):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth == 0 and position < len(code) - 1:
+            return code
+    return code[1:-1]
 
 
 def _hoisted(lines: list[Line]) -> tuple[list[str], list[Line]]:
