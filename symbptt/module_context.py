@@ -280,7 +280,7 @@ class _Builder:
         new states become the previous ones (``h_prev = h[t - 1]``: states are stored from
         step 1, ``h_0`` stays the caller's)."""
         printer = self.loop_forward_printer
-        lines = [Line(code, "all gates at once") for code in self.projections.each_step]
+        lines = [Line(code, "all gates") for code in self.projections.each_step]
         lines += [self._loop_line(printer, a, "(Ft)") for a in self.d.step.assignments]
         lines += [Line(f"{state}_prev = {state}[t - 1]", "") for state in self.states]
         return _with_aliases(lines, states=())
@@ -424,6 +424,13 @@ def _slice(name: str, index: str, columns: str) -> str:
     return f"{name}[{inside}]" if inside else name
 
 
+def _gate(name: str, k: int, rows: int, count: int, step: str) -> str:
+    """Gate k of a product of all gates: its columns in a step written out (``a3[:, 0:128]``);
+    in the loop, where the product is split into gates as it is made, its k-th part (``a[0]``:
+    one tensor operation for all gates instead of one for each)."""
+    return f"{name}[{_columns(k, rows, count)}]" if step else f"{name}[{k}]"
+
+
 def _folded_bias(biases: dict[int, list[MatrixSymbol]], fused: dict, blocks: dict) -> str | None:
     """Code of the bias each block's input projection absorbs, or None when none does."""
     if not any(biases.values()) or not all(biases.values()):
@@ -499,14 +506,15 @@ def _projections(
             if count == 1:
                 known[frozenset(parents[0].args)] = addmm
                 continue
-            each_step.append(f"a{step} = {addmm}")
+            each_step.append(f"a{step} = {addmm}{'' if step else f'.split({rows}, 1)'}")
             for k, (_, parent) in products.items():
-                known[frozenset(parent.args)] = f"a{step}[{_columns(k, rows, count)}]"
+                known[frozenset(parent.args)] = _gate(f"a{step}", k, rows, count, step)
         elif count > 1:
             h_name = f"{_base(operand)}_{argument}{step}"
-            each_step.append(f"{h_name} = {name(operand)} @ {argument}.T")
+            split = "" if step else f".split({rows}, 1)"
+            each_step.append(f"{h_name} = ({name(operand)} @ {argument}.T){split}")
             for k, (product, _) in products.items():
-                known[frozenset([product])] = f"{h_name}[{_columns(k, rows, count)}]"
+                known[frozenset([product])] = _gate(h_name, k, rows, count, step)
     return Projections(tuple(before), tuple(each_step), known)
 
 
