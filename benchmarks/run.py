@@ -212,6 +212,58 @@ print(json.dumps({{name: statistics.median(values) for name, values in times.ite
     return _python(code, 900)
 
 
+def founding_breakdown(cell: str, dtype: str, runs: int) -> dict:
+    """Microseconds of one forward + backward at the founding size: torch's module, the
+    generated module in its default (unrolled) and loop forms, and the overhead floor: the
+    generated module with its ``forward``/``backward`` replaced by functions that return
+    precomputed results, so that only the module, ``autograd.Function`` and autograd's engine
+    run (what no choice of tensor operations can remove)."""
+    steps, batch, n_in, n_h = FOUNDING
+    code = f"""
+import json, time, statistics, torch, symbptt
+from symbptt.verify import torch_reference
+torch.set_num_threads({THREADS})
+dtype = getattr(torch, {dtype!r})
+layers = {{}}
+for form, loop in (("unrolled", False), ("loop", True), ("floor", False)):
+    d = symbptt.derive(cell={cell!r}, steps={steps}, input_size={n_in}, hidden_size={n_h},
+                       loop=loop)
+    reference = torch_reference(d.spec, "cpu", dtype)
+    module = d.load()
+    layer = getattr(module, d.spec.torch_class)(dtype=dtype)
+    layer.load_state_dict(reference.state_dict())
+    layers[form] = layer
+layers["torch"] = reference
+x = torch.randn({steps}, {batch}, {n_in}, dtype=dtype, requires_grad=True)
+g = torch.randn({steps}, {batch}, d.spec.output_size, dtype=dtype)
+states = [x.new_zeros({batch}, {n_h})] * len(d.step.states)
+with torch.no_grad():
+    weights = [p.detach() for p in layers["floor"].parameters()]
+    result = module.forward(x.detach(), *states, *weights)
+grads = {{name: torch.zeros_like(p) for name, p in layers["floor"].named_parameters()}}
+grads |= {{"input": torch.zeros_like(x), "h_0": states[0], "c_0": states[0]}}
+module.forward = lambda *args: result
+module.backward = lambda *args, **kwargs: grads
+
+def step(layer):
+    output, _ = layer(x)
+    output.backward(g)
+
+for layer in layers.values():
+    for _ in range(200):
+        step(layer)
+times = {{name: [] for name in layers}}
+for _ in range({runs}):
+    for name, layer in layers.items():
+        start = time.perf_counter()
+        for _ in range(50):
+            step(layer)
+        times[name].append((time.perf_counter() - start) / 50 * 1e6)
+print(json.dumps({{name: statistics.median(values) for name, values in times.items()}}))
+"""
+    return _python(code, 900)
+
+
 def memory_rows(sizes: list[tuple[int, int, int, int]]) -> list[dict]:
     """Saved-for-backward bytes of every cell, size and dtype (benchmarks/memory.py)."""
     code = f"""
@@ -405,6 +457,45 @@ def module_section(args: argparse.Namespace, results: dict, out: Path) -> list[s
     return lines + ["", f"![generated / torch against size]({path.name})"]
 
 
+def founding_section(args: argparse.Namespace, results: dict) -> list[str]:
+    runs = 5 if args.quick else 20
+    steps, batch, n_in, n_h = FOUNDING
+    lines = [
+        f"## Founding size (T = {steps}, B = {batch}, I = {n_in}, H = {n_h}): where the time goes",
+        "",
+        f"Microseconds of one forward + backward (median of {runs} runs of 50, all four taking "
+        "turns in one process). *Floor*: the generated module with its forward and backward "
+        "functions replaced by ones that return precomputed results: the module, "
+        "`autograd.Function` and autograd's engine alone, which no choice of tensor operations "
+        "removes. *Left for the arithmetic*: 0.6 × torch − floor, what the whole forward + "
+        "backward may take for the ≤ 0.6 target; a tensor operation on tensors this small "
+        "costs 1–3.5 µs of dispatch.",
+        "",
+        "| module | dtype | torch (µs) | unrolled (µs) | loop (µs) | floor (µs) "
+        "| floor / torch | left for the arithmetic (µs) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    results["founding"] = []
+    for cell in CELLS:
+        for dtype in DTYPES:
+            times = founding_breakdown(cell, dtype, runs)
+            results["founding"].append({"cell": cell, "dtype": dtype, **times})
+            lines.append(
+                _say(
+                    f"| {cell} | {dtype} | {times['torch']:.0f} | "
+                    f"{times['unrolled']:.0f} ({times['unrolled'] / times['torch']:.2f}) | "
+                    f"{times['loop']:.0f} ({times['loop'] / times['torch']:.2f}) | "
+                    f"{times['floor']:.0f} | {times['floor'] / times['torch']:.2f} | "
+                    f"{0.6 * times['torch'] - times['floor']:.0f} |"
+                )
+            )
+    return lines + [
+        "",
+        "The default form at this size is the unrolled one, written for reading (every step's "
+        "equation on its own line); the loop form (`--loop`) runs fewer operations.",
+    ]
+
+
 def gflops_section(results: dict) -> list[str]:
     lines = [
         "## Matmul throughput (GFLOP/s)",
@@ -546,6 +637,7 @@ def main(argv: list[str] | None = None) -> int:
         lambda: scalar_view_section(args, results),
         lambda: command_section(args, results),
         lambda: module_section(args, results, out),
+        lambda: founding_section(args, results),
         lambda: gflops_section(results),
         lambda: memory_section(results),
         lambda: status_section(results),

@@ -200,7 +200,18 @@ def _module_target(results: dict, size: tuple[int, int, int, int], limit: float)
 
 
 def founding_ratio(results: dict) -> Status:
-    return _module_target(results, FOUNDING, 0.6)
+    status = _module_target(results, FOUNDING, 0.6)
+    rows = results.get("founding", [])
+    if not rows:
+        return status
+    floors = [row["floor"] / row["torch"] for row in rows]
+    loops = [row["loop"] / row["torch"] for row in rows]
+    figure = (
+        f"{status.figure}; loop form {min(loops):.2f}–{max(loops):.2f}; module + "
+        f"autograd overhead alone {min(floors):.2f}–{max(floors):.2f} of torch (see the "
+        "founding-size table)"
+    )
+    return Status(status.target, figure, status.met)
 
 
 def medium_ratio(results: dict) -> Status:

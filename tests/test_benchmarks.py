@@ -125,3 +125,22 @@ def test_gpu_rows_are_read_from_the_gpu_report():
         {"device": "Card X", "cell": "rnn", "ratio": 2.5, "graph_ratio": 1.2},
         {"device": "Card X", "cell": "gru", "ratio": 1.4, "graph_ratio": None},
     ]
+
+
+def test_the_founding_status_carries_the_overhead_floor_when_measured():
+    founding = {"steps": 3, "batch": 1, "input": 1, "hidden": 2, "matmul": 1.0, "flops": 48}
+    results = {
+        "modules": [
+            founding | {"cell": cell, "dtype": dtype, "ours": 3.0, "torch": 2.0}
+            for cell in status.CELLS
+            for dtype in status.DTYPES
+        ],
+        "founding": [
+            {"cell": "rnn", "dtype": "float32", "torch": 200.0, "loop": 240.0, "floor": 80.0},
+            {"cell": "lstm", "dtype": "float32", "torch": 300.0, "loop": 390.0, "floor": 90.0},
+        ],
+    }
+    row = status.founding_ratio(results)
+    assert row.met is False
+    assert "loop form 1.20–1.30" in row.figure
+    assert "overhead alone 0.30–0.40 of torch" in row.figure
