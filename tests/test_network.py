@@ -59,15 +59,18 @@ def test_network_matches_torch(spec, bias, mode):
     assert any("reverse" in c.name for c in report.checks) == spec["bidirectional"]
 
 
-def test_loop_form_network_with_packed_input():
+@pytest.mark.parametrize(
+    "extra", [dict(cell="gru"), dict(cell="lstm", proj_size=2), dict(cell="rnn")], ids=str
+)
+def test_loop_form_network_with_packed_input(extra):
     kwargs = dict(
-        cell="gru",
         steps=20,
         input_size=2,
         hidden_size=3,
         num_layers=2,
         bidirectional=True,
         packed=True,
+        **extra,
     )
     assert derivation(**kwargs).spec.loop_form
     for lengths in ([20, 13, 13, 4, 1], [5, 2]):
