@@ -4,7 +4,7 @@ that the rewritten step computes what the plain one does."""
 from __future__ import annotations
 
 import torch
-from sympy import HadamardProduct, MatAdd
+from sympy import HadamardProduct, MatAdd, OneMatrix
 
 from symbptt.matexpr import Elementwise
 from symbptt.printing.loop_step import alias_name, alias_slots, hoist, store
@@ -123,3 +123,26 @@ def test_the_hoisted_loop_computes_what_the_plain_one_does():
         exec("\n".join(step), {"torch": torch, "t": t_value}, plain)
         exec("\n".join(lines), {"torch": torch, "t": t_value}, hoisted)
     torch.testing.assert_close(hoisted["w"], plain["w"], rtol=0, atol=0)
+
+
+FUSING = BatchedTorchPrinter(
+    lambda s: loop_code_name(s, {}, SEQUENCES), lambda s: False, fused_multiply_add=True
+)
+
+
+def test_a_blend_is_one_lerp_and_computes_the_same():
+    ones = OneMatrix(H, 1)
+    blend = MatAdd(HadamardProduct(MatAdd(ones, -u), v), HadamardProduct(u, w))
+    code = store(FUSING, "h[t - 1]", blend)
+    assert code == "torch.lerp(v[t - 1], w[t - 1], u[t - 1], out=h[t - 1])"
+    assert FUSING.doprint(blend) == "torch.lerp(v[t - 1], w[t - 1], u[t - 1])"
+    # not a blend: the weights differ, so no lerp
+    other = MatAdd(HadamardProduct(MatAdd(ones, -u), v), HadamardProduct(v, w))
+    assert "lerp" not in FUSING.doprint(other)
+    torch.manual_seed(0)
+    env = {name: torch.rand(4, 2, H, dtype=torch.float64) for name in ("u", "v", "w")}
+    env["h"] = torch.empty(4, 2, H, dtype=torch.float64)
+    for t_value in (1, 2, 3, 4):
+        exec(code, {"torch": torch, "t": t_value}, env)
+    u_, v_, w_ = env["u"], env["v"], env["w"]
+    torch.testing.assert_close(env["h"], (1 - u_) * v_ + u_ * w_, rtol=1e-15, atol=1e-15)

@@ -38,9 +38,10 @@ class BatchedTorchPrinter(TorchPrinter):
         known: code for whole subexpressions computed beforehand (fused projections).
         groups: operands ``(u₀, ..., u_K₋₁)`` held in one buffer, and the variable that is the
             whole buffer: their fused matmul prints as ``buffer @ argument``, no ``torch.cat``.
-        fused_multiply_add: print ``x + u ⊙ v`` as ``torch.addcmul(x, u, v)`` and the
-            activations' derivatives by their fused form where they have one (the loop form:
-            one tensor operation, one kernel on a GPU, instead of two).
+        fused_multiply_add: print ``x + u ⊙ v`` as ``torch.addcmul(x, u, v)``, ``(1 − w) ⊙ a
+            + w ⊙ b`` (the GRU's new state) as ``torch.lerp(a, b, w)``, and the activations'
+            derivatives by their fused form where they have one (the loop form: one tensor
+            operation, one kernel on a GPU, instead of two or three).
         known_sums: code for sets of terms of a sum computed beforehand: a sum holding every
             term of a set prints that code in their place (``W_ii x + b_ii + b_hi`` ->
             ``x_weight_ih[t - 1, :, 0:128]``, the input projection with its biases folded in).
@@ -127,9 +128,32 @@ class BatchedTorchPrinter(TorchPrinter):
         return printed + [self._print(arg) for arg in rest]
 
     def multiply_add(self, expr: MatAdd, out: str | None = None) -> str | None:
-        """``x + u ⊙ v`` (or ``x − u ⊙ v``) as ``torch.addcmul(x, u, v)`` (writing into
-        ``out`` when given); None when not asked for, or when no term is such a product."""
-        return self._multiply_add(*self._split(expr), out) if self._fma else None
+        """``x + u ⊙ v`` (or ``x − u ⊙ v``) as ``torch.addcmul(x, u, v)``, or a blend as
+        ``torch.lerp`` (writing into ``out`` when given); None when not asked for, or when no
+        term is such a product."""
+        if not self._fma:
+            return None
+        return self._lerp(expr, out) or self._multiply_add(*self._split(expr), out)
+
+    def _lerp(self, expr: MatAdd, out: str | None) -> str | None:
+        """``(1 − w) ⊙ a + w ⊙ b`` as ``torch.lerp(a, b, w)`` (``a + w ⊙ (b − a)``)."""
+        if len(expr.args) != 2 or not all(
+            isinstance(arg, HadamardProduct) and len(arg.args) == 2 for arg in expr.args
+        ):
+            return None
+        for blend, other in (expr.args, expr.args[::-1]):
+            for k, factor in enumerate(blend.args):
+                weight = _one_minus(factor)
+                if weight is None or weight not in other.args:
+                    continue
+                start = blend.args[1 - k]
+                end = other.args[1 - other.args.index(weight)]
+                options = f", out={out}" if out else ""
+                return (
+                    f"torch.lerp({self._print(start)}, {self._print(end)}, "
+                    f"{self._print(weight)}{options})"
+                )
+        return None
 
     def _multiply_add(
         self, printed: list[str], args: list[sp.Basic], out: str | None
@@ -153,6 +177,9 @@ class BatchedTorchPrinter(TorchPrinter):
         return None
 
     def _print_MatAdd(self, expr: MatAdd) -> str:
+        fused = self._lerp(expr, None) if self._fma else None
+        if fused:
+            return fused
         printed, rest = self._split(expr)
         fused = self._multiply_add(printed, rest, None) if self._fma else None
         return fused or _sum(printed + [self._print(arg) for arg in rest])
@@ -223,6 +250,18 @@ def _sum(terms: list[str]) -> str:
         else:
             code += f" + {text}" if code else text
     return code
+
+
+def _one_minus(expr: sp.Basic) -> sp.Basic | None:
+    """``w`` where ``expr`` is ``1 − w`` (a sum of a matrix of ones and ``−w``), else None."""
+    if not isinstance(expr, MatAdd) or len(expr.args) != 2:
+        return None
+    ones = [arg for arg in expr.args if isinstance(arg, OneMatrix)]
+    negated = [arg for arg in expr.args if _coefficient(arg) == -1]
+    if len(ones) != 1 or len(negated) != 1:
+        return None
+    rest = [a for a in negated[0].args if getattr(a, "is_Matrix", False)]
+    return rest[0] if len(rest) == 1 else MatMul(*rest)
 
 
 def _coefficient(expr: sp.Basic) -> sp.Expr:
