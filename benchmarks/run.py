@@ -179,16 +179,19 @@ def module_times(
     runs: int,
     warmup: int = 3,
 ) -> dict:
-    """Median forward+backward seconds: generated module, torch's, and the plain matmuls.
+    """Median forward+backward seconds: generated module, torch's, and the plain matmuls;
+    for torch's float32 LSTM, which runs oneDNN's fused kernel on the CPU, also torch with
+    oneDNN turned off (``torch_no_onednn``: its per-operation path, as for every other row).
 
-    The three run in turn within each round (so load on the machine hits them alike), after
+    They run in turn within each round (so load on the machine hits them alike), after
     ``warmup`` rounds, with ``THREADS`` threads.
     """
     code = f"""
-import json, time, statistics, torch, symbptt
+import json, time, statistics, warnings, torch, symbptt
 from symbptt.verify import torch_reference
 from benchmarks.flops import plain_matmuls
 torch.set_num_threads({THREADS})
+warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")
 d = symbptt.derive(cell={cell!r}, steps={steps}, input_size={input_size},
                    hidden_size={hidden_size})
 dtype = getattr(torch, {dtype!r})
@@ -202,11 +205,17 @@ def step(layer):
     output, _ = layer(x)
     output.backward(g)
 
+def without_onednn():
+    with torch.backends.mkldnn.flags(enabled=False):
+        step(reference)
+
 contenders = {{
     "ours": lambda: step(generated),
     "torch": lambda: step(reference),
     "matmul": plain_matmuls({cell!r}, {steps}, {batch}, {input_size}, {hidden_size}, dtype),
 }}
+if {(cell, dtype) == ("lstm", "float32")!r}:
+    contenders["torch_no_onednn"] = without_onednn
 for _ in range({warmup}):
     for run in contenders.values():
         run()
@@ -443,8 +452,13 @@ def module_section(args: argparse.Namespace, results: dict, out: Path) -> list[s
         f"Median of {runs} runs; ratio = generated / torch (below 1: the generated module is "
         "faster). Generated module, torch and the plain matmuls take turns within each run.",
         "",
-        "| module | T | B | I | H | dtype | generated (ms) | torch (ms) | ratio |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "Torch's float32 LSTM runs oneDNN's fused RNN kernel on the CPU; for it the last two "
+        "columns time torch with oneDNN turned off (`torch.backends.mkldnn.flags(enabled=False)`"
+        "), its per-operation path, which every other row's torch takes anyway.",
+        "",
+        "| module | T | B | I | H | dtype | generated (ms) | torch (ms) | ratio "
+        "| torch, oneDNN off (ms) | ratio to it |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for cell in CELLS:
         for steps, batch, n_in, n_h in sizes:
@@ -456,11 +470,13 @@ def module_section(args: argparse.Namespace, results: dict, out: Path) -> list[s
                 row |= {"hidden": n_h, "dtype": dtype, **times}
                 row["flops"] = flops.matmul_flops(cell, steps, batch, n_in, n_h)["total"]
                 results["modules"].append(row)
+                plain = times.get("torch_no_onednn")
+                off = f"{plain * 1e3:.3f} | {times['ours'] / plain:.2f}" if plain else "— | —"
                 lines.append(
                     _say(
                         f"| {cell} | {steps} | {batch} | {n_in} | {n_h} | {dtype} | "
                         f"{times['ours'] * 1e3:.3f} | {times['torch'] * 1e3:.3f} | "
-                        f"{times['ours'] / times['torch']:.2f} |"
+                        f"{times['ours'] / times['torch']:.2f} | {off} |"
                     )
                 )
     path = plots.ratio_plot(results["modules"], out.with_name(f"{out.stem}-ratio.png"))

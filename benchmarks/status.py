@@ -196,6 +196,14 @@ def _module_target(results: dict, size: tuple[int, int, int, int], limit: float)
     over = [f"{c} {d}" for c, d, r in ratios if r > limit]
     complete = len(ratios) == len(CELLS) * len(DTYPES)
     figure = ", ".join(by_cell) + (f"; over: {', '.join(over)}" if over else "")
+    plain = [
+        f"{row['cell']} {row['dtype']} {row['ours'] / row['torch_no_onednn']:.2f}"
+        for row in results.get("modules", [])
+        if (row["steps"], row["batch"], row["input"], row["hidden"]) == size
+        and row.get("torch_no_onednn")
+    ]
+    if plain:
+        figure += f" (against torch with oneDNN off: {', '.join(plain)})"
     return Status(target, figure, not over and complete)
 
 

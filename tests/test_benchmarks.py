@@ -144,3 +144,18 @@ def test_the_founding_status_carries_the_overhead_floor_when_measured():
     assert row.met is False
     assert "loop form 1.20–1.30" in row.figure
     assert "overhead alone 0.30–0.40 of torch" in row.figure
+
+
+def test_a_row_timed_without_onednn_is_reported_beside_the_verdict():
+    medium = {"steps": 100, "batch": 32, "input": 64, "hidden": 128, "matmul": 1.0, "flops": 1}
+    rows = [
+        medium | {"cell": cell, "dtype": dtype, "ours": 1.0, "torch": 2.0}
+        for cell in status.CELLS
+        for dtype in status.DTYPES
+    ]
+    lstm = next(r for r in rows if (r["cell"], r["dtype"]) == ("lstm", "float32"))
+    lstm |= {"ours": 3.0, "torch": 1.5, "torch_no_onednn": 4.0}
+    row = status.medium_ratio({"modules": rows})
+    assert row.met is False  # the verdict stays against torch as it runs
+    assert "over: lstm float32" in row.figure
+    assert "against torch with oneDNN off: lstm float32 0.75" in row.figure
