@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import derivation, generated
 
-from symbptt.verify import compare
+from symbptt.verify import compare, torch_reference
 
 TOL = 1e-10
 
@@ -273,3 +273,24 @@ def test_cuda_matches_cudnn():
             derivation(steps=10, input_size=3, hidden_size=4), device="cuda", dtype=dtype
         )
         assert report.ok, report.table()
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("loop", [False, True], ids=["unrolled", "loop"])
+def test_a_second_backward_through_the_same_graph_gives_the_same_gradients(cell, loop):
+    """The backward writes into buffers of its own, never into what the forward saved: with
+    retain_graph=True a second backward gives the first one's gradients again, as torch's."""
+    torch.manual_seed(3)
+    d = derivation(cell=cell, steps=5, input_size=3, hidden_size=4, loop=loop)
+    reference = torch_reference(d.spec, "cpu", torch.float64)
+    module = getattr(d.load(), d.spec.torch_class)(dtype=torch.float64)
+    module.load_state_dict(reference.state_dict())
+    x = torch.randn(5, 2, 3, dtype=torch.float64, requires_grad=True)
+    output, _ = module(x)
+    g = torch.randn_like(output)
+    output.backward(g, retain_graph=True)
+    first = x.grad.clone()
+    output.backward(g)
+    expected_x = torch.autograd.grad(reference(x)[0], x, g)[0]
+    torch.testing.assert_close(first, expected_x, rtol=1e-10, atol=0)
+    torch.testing.assert_close(x.grad, 2 * first, rtol=1e-12, atol=0)
