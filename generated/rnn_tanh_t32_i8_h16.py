@@ -63,6 +63,9 @@ def backward(x, h0, saved, weight_ih, weight_hh, grad_output, grad_h_n, per_step
     parameter's gradient under its torch name (layer 0's); with per_step=True also "per_step",
     each parameter's term at every step (T, *shape), which sum to its gradient, and
     "adjoints", the δ of every step (T, B, size) by name (delta).
+    The factors of each δ made of forward values alone are computed for every step before the
+    loop (a δ's own buffer holds them until its step multiplies them in place), so each step
+    runs only what depends on what comes back from step t + 1.
     """
     batch = x.shape[1]
     h = torch.cat((h0.unsqueeze(0), saved["h"]))
