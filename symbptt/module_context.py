@@ -119,9 +119,6 @@ class _Builder:
         carried = frozenset(self.states)
         loop_name = lambda s: loop_code_name(s, self.blocks, forward_sequences, carried)  # noqa: E731
         self.projections = _projections(program.assignments, fused, self.blocks, loop_name)
-        self.activations = _activations(
-            [a.value for a in self.local.assignments] + list(d.adjoint.carry.values())
-        )
         self.loop_forward_printer = BatchedTorchPrinter(
             loop_name,
             is_parameter,
@@ -132,7 +129,6 @@ class _Builder:
             lambda s: loop_code_name(s, self.blocks, backward_sequences),
             is_parameter,
             stacked=fused,
-            known=dict(self.activations),
             groups=self.groups,
             fused_multiply_add=True,
         )
@@ -306,14 +302,10 @@ class _Builder:
         return lines
 
     def loop_backward(self) -> list[Line]:
-        """The generic backward step, after the activations it reads that are not among
-        :meth:`local_lines`."""
+        """The generic backward step: what :meth:`local_lines` left of each assignment, then
+        what each state sends back to step t - 1."""
         printer = self.loop_backward_printer
-        lines = [
-            Line(f"{name} = {node.function.torch.format(printer.doprint(node.arg))}", "(Bt)")
-            for node, name in self.activations.items()
-        ]
-        lines += [self._loop_line(printer, a, "(Bt)") for a in self.local.assignments]
+        lines = [self._loop_line(printer, a, "(Bt)") for a in self.local.assignments]
         for state, sent in self.d.adjoint.carry.items():
             lines.append(Line(f"carry_{_base(state.new)} = {printer.doprint(sent)}", "(Bt)"))
         return _with_aliases(lines)
@@ -572,17 +564,21 @@ def cell_context(derivation: Derivation) -> dict:
         "backward_unpack": [],
         "forward": b.unrolled_forward() if unrolled else [],
         "backward": b.unrolled_backward() if unrolled else [],
-        "loop_forward": b.loop_forward(),
-        "projections": b.projections,
-        "loop_backward": b.loop_backward(),
         "loop_forward_before": [],
+        "loop_forward": [],
+        "projections": b.projections,
+        "local_factors": [],
         "loop_backward_before": [],
-        "local_factors": b.local_lines() if spec.loop_form else [],
+        "loop_backward": [],
         "gradients": b.gradient_codes(),
     }
     if spec.loop_form:
-        for part in ("loop_forward", "loop_backward"):
-            context[f"{part}_before"], context[part] = _hoisted(context[part])
+        context["local_factors"] = b.local_lines()
+        for part, lines in (
+            ("loop_forward", b.loop_forward()),
+            ("loop_backward", b.loop_backward()),
+        ):
+            context[f"{part}_before"], context[part] = _hoisted(lines)
     forward_code = [line.code for line in context["forward"] + context["loop_forward"]]
     forward_code += list(b.projections.before) + context["loop_forward_before"]
     backward_code = [
