@@ -160,8 +160,7 @@ class BatchedTorchPrinter(TorchPrinter):
     ) -> str | None:
         for term in reversed(args):
             subtracted = _coefficient(term) == -1
-            product = MatMul(*[a for a in term.args if a.is_Matrix]) if subtracted else term
-            product = product.args[0] if isinstance(product, MatMul) else product
+            product = _matrix_part(term) if subtracted else term
             if not isinstance(product, HadamardProduct):
                 continue
             rest = printed + [self._print(a) for a in args if a is not term]
@@ -213,8 +212,7 @@ class BatchedTorchPrinter(TorchPrinter):
     def _print_MatMul(self, expr: MatMul) -> str:
         coefficient = _coefficient(expr)
         if coefficient != 1:
-            rest = MatMul(*[a for a in expr.args if getattr(a, "is_Matrix", False)])
-            rest_code = self._operand(rest.args[0] if len(rest.args) == 1 else rest)
+            rest_code = self._operand(_matrix_part(expr))
             if coefficient == -1:
                 return f"-{rest_code}"
             return f"{self._print(coefficient)} * {rest_code}"
@@ -260,8 +258,13 @@ def _one_minus(expr: sp.Basic) -> sp.Basic | None:
     negated = [arg for arg in expr.args if _coefficient(arg) == -1]
     if len(ones) != 1 or len(negated) != 1:
         return None
-    rest = [a for a in negated[0].args if getattr(a, "is_Matrix", False)]
-    return rest[0] if len(rest) == 1 else MatMul(*rest)
+    return _matrix_part(negated[0])
+
+
+def _matrix_part(product: MatMul) -> sp.Basic:
+    """A product without its number: ``−z`` -> ``z``, ``−2 W v`` -> ``W v``."""
+    matrices = [a for a in product.args if getattr(a, "is_Matrix", False)]
+    return matrices[0] if len(matrices) == 1 else MatMul(*matrices)
 
 
 def _coefficient(expr: sp.Basic) -> sp.Expr:
