@@ -76,19 +76,22 @@ def derivation_times(
     timed run, so no run reuses another's work.
     """
     code = f"""
-import gc, json, statistics, time, symbptt
+import gc, json, symbptt
 from sympy.core.cache import clear_cache
+from benchmarks.timing import take_turns
 symbptt.derive(steps=1).render()
-times = {{steps: [] for steps in {steps!r}}}
-for _ in range({repeats}):
-    for steps in times:
-        clear_cache()
-        gc.collect()
-        start = time.perf_counter()
-        d = symbptt.derive(steps=steps, input_size={input_size}, hidden_size={hidden_size})
-        d.render()
-        times[steps].append(time.perf_counter() - start)
-print(json.dumps({{steps: statistics.median(values) for steps, values in times.items()}}))
+
+def fresh():
+    clear_cache()
+    gc.collect()
+
+contenders = {{
+    steps: lambda steps=steps: symbptt.derive(
+        steps=steps, input_size={input_size}, hidden_size={hidden_size}
+    ).render()
+    for steps in {steps!r}
+}}
+print(json.dumps(take_turns(contenders, {repeats}, before=fresh)))
 """
     return {int(steps): seconds for steps, seconds in _python(code, 600).items()}
 
@@ -187,9 +190,10 @@ def module_times(
     ``warmup`` rounds, with ``THREADS`` threads.
     """
     code = f"""
-import json, time, statistics, warnings, torch, symbptt
+import json, warnings, torch, symbptt
 from symbptt.verify import torch_reference
 from benchmarks.flops import plain_matmuls
+from benchmarks.timing import take_turns
 torch.set_num_threads({THREADS})
 warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")
 d = symbptt.derive(cell={cell!r}, steps={steps}, input_size={input_size},
@@ -216,16 +220,7 @@ contenders = {{
 }}
 if {(cell, dtype) == ("lstm", "float32")!r}:
     contenders["torch_no_onednn"] = without_onednn
-for _ in range({warmup}):
-    for run in contenders.values():
-        run()
-times = {{name: [] for name in contenders}}
-for _ in range({runs}):
-    for name, run in contenders.items():
-        start = time.perf_counter()
-        run()
-        times[name].append(time.perf_counter() - start)
-print(json.dumps({{name: statistics.median(values) for name, values in times.items()}}))
+print(json.dumps(take_turns(contenders, {runs}, warmup={warmup})))
 """
     return _python(code, 900)
 
@@ -238,8 +233,9 @@ def founding_breakdown(cell: str, dtype: str, runs: int) -> dict:
     run (what no choice of tensor operations can remove)."""
     steps, batch, n_in, n_h = FOUNDING
     code = f"""
-import json, time, statistics, torch, symbptt
+import json, torch, symbptt
 from symbptt.verify import torch_reference
+from benchmarks.timing import take_turns
 torch.set_num_threads({THREADS})
 dtype = getattr(torch, {dtype!r})
 layers = {{}}
@@ -267,17 +263,9 @@ def step(layer):
     output, _ = layer(x)
     output.backward(g)
 
-for layer in layers.values():
-    for _ in range(200):
-        step(layer)
-times = {{name: [] for name in layers}}
-for _ in range({runs}):
-    for name, layer in layers.items():
-        start = time.perf_counter()
-        for _ in range(50):
-            step(layer)
-        times[name].append((time.perf_counter() - start) / 50 * 1e6)
-print(json.dumps({{name: statistics.median(values) for name, values in times.items()}}))
+contenders = {{name: lambda layer=layer: step(layer) for name, layer in layers.items()}}
+seconds = take_turns(contenders, {runs}, warmup=200, repeat=50)
+print(json.dumps({{name: value * 1e6 for name, value in seconds.items()}}))
 """
     return _python(code, 900)
 

@@ -159,3 +159,16 @@ def test_a_row_timed_without_onednn_is_reported_beside_the_verdict():
     assert row.met is False  # the verdict stays against torch as it runs
     assert "over: lstm float32" in row.figure
     assert "against torch with oneDNN off: lstm float32 0.75" in row.figure
+
+
+def test_contenders_take_turns_and_each_gets_its_median():
+    from benchmarks.timing import take_turns
+
+    calls: list[str] = []
+    before: list[int] = []
+    contenders = {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}
+    medians = take_turns(contenders, runs=3, warmup=2, repeat=4, before=lambda: before.append(1))
+    assert set(medians) == {"a", "b"} and all(m >= 0 for m in medians.values())
+    assert calls[:4] == ["a", "b", "a", "b"]  # warm-up rounds, in turn
+    assert calls[4:] == (["a"] * 4 + ["b"] * 4) * 3  # each timed run makes `repeat` calls
+    assert len(before) == 3 * 2  # once ahead of every timed run
