@@ -89,17 +89,23 @@ def test_status_rows_list_every_target_even_with_nothing_measured():
     assert any("docs/no-such-report.md: not written yet" in row.figure for row in rows)
 
 
+def _module_rows(size: tuple[int, int, int, int], ours: float, torch: float) -> list[dict]:
+    """Module timings of every cell and dtype at one size, as benchmarks/run.py records them."""
+    steps, batch, n_in, n_h = size
+    row = {"steps": steps, "batch": batch, "input": n_in, "hidden": n_h, "matmul": 1.0}
+    return [
+        row | {"flops": 1, "cell": cell, "dtype": dtype, "ours": ours, "torch": torch}
+        for cell in status.CELLS
+        for dtype in status.DTYPES
+    ]
+
+
 def test_status_rows_judge_measured_figures():
-    founding = {"steps": 3, "batch": 1, "input": 1, "hidden": 2, "matmul": 1.0, "flops": 48}
     results = {
         "cap": 60.0,
         "linear": {"t100": 1.0, "t200": 2.5},
         "derivation": [{"steps": 10, "input": 1, "hidden": 2, "ours": 0.1, "naive": None}],
-        "modules": [
-            founding | {"cell": cell, "dtype": dtype, "ours": 1.0, "torch": 2.0}
-            for cell in status.CELLS
-            for dtype in status.DTYPES
-        ],
+        "modules": _module_rows(status.FOUNDING, ours=1.0, torch=2.0),
         "scalar_view": {"sympy": None, "symengine": None},
     }
     by_target = {row.target: row for row in status.status_rows(results)}
@@ -128,13 +134,8 @@ def test_gpu_rows_are_read_from_the_gpu_report():
 
 
 def test_the_founding_status_carries_the_overhead_floor_when_measured():
-    founding = {"steps": 3, "batch": 1, "input": 1, "hidden": 2, "matmul": 1.0, "flops": 48}
     results = {
-        "modules": [
-            founding | {"cell": cell, "dtype": dtype, "ours": 3.0, "torch": 2.0}
-            for cell in status.CELLS
-            for dtype in status.DTYPES
-        ],
+        "modules": _module_rows(status.FOUNDING, ours=3.0, torch=2.0),
         "founding": [
             {"cell": "rnn", "dtype": "float32", "torch": 200.0, "loop": 240.0, "floor": 80.0},
             {"cell": "lstm", "dtype": "float32", "torch": 300.0, "loop": 390.0, "floor": 90.0},
@@ -147,12 +148,7 @@ def test_the_founding_status_carries_the_overhead_floor_when_measured():
 
 
 def test_a_row_timed_without_onednn_is_reported_beside_the_verdict():
-    medium = {"steps": 100, "batch": 32, "input": 64, "hidden": 128, "matmul": 1.0, "flops": 1}
-    rows = [
-        medium | {"cell": cell, "dtype": dtype, "ours": 1.0, "torch": 2.0}
-        for cell in status.CELLS
-        for dtype in status.DTYPES
-    ]
+    rows = _module_rows(status.MEDIUM, ours=1.0, torch=2.0)
     lstm = next(r for r in rows if (r["cell"], r["dtype"]) == ("lstm", "float32"))
     lstm |= {"ours": 3.0, "torch": 1.5, "torch_no_onednn": 4.0}
     row = status.medium_ratio({"modules": rows})
