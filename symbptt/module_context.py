@@ -1,7 +1,8 @@
 """The data the module template lays out: every line of generated code, decided here.
 
 Two forms share one derivation: *unrolled* writes every step out (``h3 = ...  # (F3)``);
-*loop* writes the generic step once inside ``for t in ...`` (``# (Ft)``). In both, the
+*loop* writes the generic step once inside ``for t in ...`` (``# (Ft)``) and runs as many
+steps as its input has (``steps = x.shape[0]``; ``ANY_LENGTH`` in the module). In both, the
 forward returns ``(output, saved)``, where ``saved`` holds the per-step values the backward
 reads (gates, states), and the backward returns every gradient by torch's names.
 """
@@ -247,18 +248,18 @@ class _Builder:
         return self.groups.get(tuple(g.generic for g in grads))
 
     def adjoint_buffers(self) -> list[str]:
-        """Loop form: a tensor over steps for each δ the gradients sum; the δ's of a group
-        are views of one buffer (``delta_i, delta_f, ... = delta.split(128, -1)``)."""
+        """Loop form: a tensor over the input's ``steps`` for each δ the gradients sum; the
+        δ's of a group are views of one buffer (``delta_i, ... = delta.split(128, -1)``)."""
         lines, grouped = [], set()
         for operands, group in self.groups.items():
             bases = [_base(u) for u in operands]
             sizes = [u.shape[0] for u in operands]
             split = sizes[0] if len(set(sizes)) == 1 else f"[{', '.join(map(str, sizes))}]"
-            lines.append(f"{_base(group)} = x.new_empty((STEPS, batch, {group.shape[0]}))")
+            lines.append(f"{_base(group)} = x.new_empty((steps, batch, {group.shape[0]}))")
             lines.append(f"{', '.join(bases)} = {_base(group)}.split({split}, -1)")
             grouped.update(bases)
         return lines + [
-            f"{base} = x.new_empty((STEPS, batch, {self.sizes[base]}))"
+            f"{base} = x.new_empty((steps, batch, {self.sizes[base]}))"
             for base in self.adjoint_sequences
             if base not in grouped
         ]
@@ -541,6 +542,7 @@ def cell_context(derivation: Derivation) -> dict:
     unrolled = not spec.loop_form
     context = {
         "spec": spec,
+        "any_length": spec.loop_form and not spec.is_cell,
         "states": states,
         "forward_args": ["x", *initials, *masks, *forward_params],
         "backward_args": [
