@@ -166,10 +166,11 @@ def _run_verify(args: argparse.Namespace) -> int:
     from .verify import verify
 
     derivation = derivation_from_args(args)
-    print(f"BPTT for {derivation.spec.describe()}")
-    return _print_report(
-        verify(derivation, device=args.device, dtype=args.dtype, seed=args.seed, batch=args.batch)
+    report = verify(
+        derivation, device=args.device, dtype=args.dtype, seed=args.seed, batch=args.batch
     )
+    print(f"BPTT for {derivation.spec.describe()}")
+    return _print_report(report)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -217,8 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
     _spec_options(check)
     check.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     check.add_argument("--dtype", default="float64", choices=("float64", "float32"))
-    check.add_argument("--seed", type=int, default=0)
-    check.add_argument("--batch", type=int, default=3)
+    check.add_argument(
+        "--seed", type=int, default=0, help="seeds weights, input and cotangents (0 to 2**63 - 1)"
+    )
+    check.add_argument("--batch", type=int, default=3, help="batch size, positive (default 3)")
     check.set_defaults(run=_run_verify)
     for name, module_name in LEARNER_COMMANDS.items():
         module = importlib.import_module(f"symbptt.{module_name}")

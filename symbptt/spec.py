@@ -7,6 +7,7 @@ import warnings
 from dataclasses import dataclass, replace
 
 from .errors import SpecError
+from .limits import CostWarning, derivation_cost, require, weights_cost
 
 NONLINEARITIES = ("tanh", "relu")
 CELLS = ("rnn", "lstm", "gru", "rnn_cell", "lstm_cell", "gru_cell")
@@ -113,6 +114,7 @@ class Spec:
         if self.loop is not None and not isinstance(self.loop, bool):
             raise SpecError(f"loop must be True, False or None, got {self.loop!r}")
         self._check_network()
+        self._check_cost()
 
     def _check_network(self) -> None:
         object.__setattr__(self, "num_layers", _positive_int(self.num_layers, "num_layers"))
@@ -170,7 +172,15 @@ class Spec:
     def layer(self, index: int) -> Spec:
         """The one-layer, one-direction spec of layer ``index`` (its input size differs above 0)."""
         size = self.input_size if index == 0 else self.directions * self.output_size
-        return replace(self, input_size=size, num_layers=1, bidirectional=False, dropout=0.0)
+        with warnings.catch_warnings():  # its cost is part of this spec's, announced already
+            warnings.simplefilter("ignore", CostWarning)
+            return replace(self, input_size=size, num_layers=1, bidirectional=False, dropout=0.0)
+
+    def _check_cost(self) -> None:
+        """Refuse a derivation over the limits of :mod:`symbptt.limits` (announce a long one),
+        and a layer whose weights alone exceed the memory limit."""
+        require(derivation_cost(self))
+        require(weights_cost(self), announce=False)
 
     @property
     def is_cell(self) -> bool:

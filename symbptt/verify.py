@@ -18,12 +18,61 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from .errors import VerificationError
+from .errors import SpecError, VerificationError
+from .limits import Cost, numeric_cost, require
 
 if TYPE_CHECKING:
     from .derivation import Derivation
+    from .spec import Spec
 
 TOLERANCE = {"float64": 1e-10, "float32": 1e-4}
+ITEMSIZE = {"float64": 8, "float32": 4}
+MAX_SEED = 2**63 - 1
+"""The largest seed (``torch.Generator.manual_seed`` takes 64 bits)."""
+MODULE_CONSTANTS = (
+    ("INPUT_SIZE", "input_size", None),
+    ("HIDDEN_SIZE", "hidden_size", None),
+    ("PROJ_SIZE", "proj_size", 0),
+    ("LAYERS", "num_layers", 1),
+    ("DIRECTIONS", "directions", 1),
+    ("STEPS", "steps", None),
+)
+"""A generated module's constants, the spec attribute each must equal, and its value when the
+module lacks it (None: not checked)."""
+
+
+def check_seed(seed: object, option: str = "--seed") -> int:
+    """``seed`` if it is an integer from 0 to :data:`MAX_SEED`, else :class:`SpecError`."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise SpecError(f"{option} must be an integer from 0 to 2**63 - 1, got {seed!r}")
+    return seed
+
+
+def check_batch(batch: object) -> int:
+    """``batch`` if it is a positive integer, else :class:`SpecError`."""
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise SpecError(f"--batch must be a positive integer, got {batch!r}")
+    return batch
+
+
+def check_module(spec: Spec, module: ModuleType) -> None:
+    """Refuse a generated module made for another layer than ``spec`` (its constants and its
+    class, :data:`MODULE_CONSTANTS`) with :class:`VerificationError`."""
+    name = getattr(module, "__name__", "the module")
+    if not hasattr(module, spec.torch_class):
+        raise VerificationError(
+            f"{name} has no class {spec.torch_class}: it was not generated for {spec.describe()}"
+        )
+    any_length = getattr(module, "ANY_LENGTH", False)
+    for constant, attribute, default in MODULE_CONSTANTS:
+        value = getattr(module, constant, default)
+        if value is None or (constant == "STEPS" and any_length):
+            continue
+        if value != getattr(spec, attribute):
+            raise VerificationError(
+                f"{name} was generated for {attribute} {value}, not {getattr(spec, attribute)} "
+                f"({spec.describe()}); regenerate it with symbptt derive {spec.cli_options()}"
+            )
 
 
 @dataclass(frozen=True)
@@ -149,6 +198,7 @@ def compare(
     import torch
 
     spec = derivation.spec
+    check_module(spec, module)
     torch_dtype = getattr(torch, dtype)
     generator = torch.Generator().manual_seed(seed)
 
@@ -163,7 +213,13 @@ def compare(
             parameter.mul_(scale)
     options = {} if spec.is_cell else {"batch_first": batch_first}
     generated = getattr(module, spec.torch_class)(device=device, dtype=torch_dtype, **options)
-    generated.load_state_dict(reference.state_dict())
+    try:
+        generated.load_state_dict(reference.state_dict())
+    except RuntimeError as exc:  # parameters of other shapes than the spec's
+        first = str(exc).strip().splitlines()[-1].strip()
+        raise VerificationError(
+            f"the module's parameters do not match {spec.torch_constructor()}: {first}"
+        ) from None
     if not spec.is_cell:
         reference.batch_first = batch_first
     generated.eval()
@@ -245,19 +301,32 @@ def verify(
         module: the generated module (default: ``derivation.load()``).
         device: ``"cpu"`` or ``"cuda"`` (on CUDA torch runs cuDNN).
         dtype: ``"float64"`` or ``"float32"``; sets the tolerance (see the module docstring).
-        seed: seeds the weights, input, initial state and cotangents.
-        batch: batch size of the random input.
+        seed: seeds the weights, input, initial state and cotangents (0 to 2**63 - 1).
+        batch: batch size of the random input (a positive integer).
 
     Raises:
-        VerificationError: unknown dtype or device, or CUDA asked for but unavailable.
+        SpecError: a bad seed or batch, or a run whose estimated time or memory is over the
+            limits of :mod:`symbptt.limits`.
+        VerificationError: unknown dtype or device, CUDA asked for but unavailable, or a
+            module generated for another layer.
     """
     import torch
 
     if dtype not in TOLERANCE:
         raise VerificationError(f"dtype must be one of {', '.join(TOLERANCE)}, got {dtype!r}")
+    check_seed(seed)
+    check_batch(batch)
+    require(verify_cost(derivation.spec, batch, dtype))
     if device not in ("cpu", "cuda"):
         raise VerificationError(f"device must be cpu or cuda, got {device!r}")
     if device == "cuda" and not torch.cuda.is_available():
         raise VerificationError("--device cuda: CUDA is not available on this machine")
     module = module if module is not None else derivation.load()
     return compare(derivation, module, device=device, dtype=dtype, seed=seed, batch=batch)
+
+
+def verify_cost(spec: Spec, batch: int = 3, dtype: str = "float64") -> Cost:
+    """The estimated :class:`~symbptt.limits.Cost` of :func:`verify` (both modules, forward and
+    backward, on ``batch`` random sequences)."""
+    what = f"verifying {spec.describe()} with batch {batch}"
+    return numeric_cost(spec, what, batch, ITEMSIZE[dtype])
