@@ -7,6 +7,7 @@ exit status 2; a mismatch found by verification is exit status 1.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import shutil
@@ -120,21 +121,20 @@ def _print_report(report) -> int:
 
 def _run_derive(args: argparse.Namespace) -> int:
     from .fileio import check_writable, write_generated
-    from .spec import check_module_name
 
     derivation = derivation_from_args(args)
-    name = check_module_name(args.name or derivation.spec.default_name)
+    name = derivation.module_name(args.name)
     module_path = Path(args.out) / f"{name}.py"
-    source = derivation.render(name)
-    outputs = [(module_path, source)]
+    outputs = [(module_path, derivation.render(name))]
     if args.latex:
         outputs.append((Path(args.latex), _document(derivation, Path(args.latex))))
     for path, _ in outputs:  # refuse before anything is written
         check_writable(path, force=args.force)
+    for path, content in outputs:  # and write before printing: stdout cannot stop it
+        write_generated(path, content, force=args.force)
     print(derivation.to_text(width=terminal_width()))
     print()
-    for path, content in outputs:
-        write_generated(path, content, force=args.force)
+    for path, _ in outputs:
         print(f"wrote {path}")
     if args.no_verify:
         return 0
@@ -153,12 +153,15 @@ def _run_latex(args: argparse.Namespace) -> int:
         raise CodegenError("--pdf needs a .tex output file")
     content = _document(derivation, path)
     check_writable(path, force=args.force)
+    if args.pdf:  # refuse the PDF, or a missing pdflatex, before the .tex is written
+        from .printing.document import compile_pdf, find_pdflatex
+
+        find_pdflatex()
+        check_writable(path.with_suffix(".pdf"), force=args.force)
     write_generated(path, content, force=args.force)
     print(f"wrote {path}")
     if args.pdf:
-        from .printing.document import compile_pdf
-
-        print(f"wrote {compile_pdf(path)}")
+        print(f"wrote {compile_pdf(path, force=args.force)}")
     return 0
 
 
@@ -237,18 +240,102 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     print(f"symbptt: warning: {message}", file=sys.stderr)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit status."""
-    warnings.showwarning = _show_warning
-    args = build_parser().parse_args(argv)
+class _GuardedStdout:
+    """``sys.stdout`` while a command runs: trouble with stdout stops the printing, not the work.
+
+    The first ``OSError`` writing it (the reader of a pipe has gone, a full disk) is kept in
+    ``error`` and the stream's file descriptor is pointed at /dev/null, so the command still
+    writes its files and runs its verification, and nothing fails again at exit. Text the
+    stream's encoding cannot represent (``PYTHONIOENCODING=ascii``, a Latin-1 terminal) is
+    written with backslash escapes (``\\u2202`` for ∂).
+    """
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+        self.error: OSError | None = None
+
+    def write(self, text: str) -> int:
+        """Write ``text`` unless stdout has failed; report it written either way."""
+        if self.error is None:
+            try:
+                try:
+                    self.stream.write(text)
+                except UnicodeEncodeError:
+                    encoding = self.stream.encoding
+                    self.stream.write(text.encode(encoding, "backslashreplace").decode(encoding))
+            except OSError as exc:
+                self._failed(exc)
+        return len(text)
+
+    def flush(self) -> None:
+        """Flush unless stdout has failed."""
+        if self.error is None:
+            try:
+                self.stream.flush()
+            except OSError as exc:
+                self._failed(exc)
+
+    def _failed(self, exc: OSError) -> None:
+        self.error = exc
+        try:
+            fd = self.stream.fileno()
+        except (OSError, ValueError):  # no descriptor (an in-memory stream): nothing to redirect
+            return
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+
+    def __getattr__(self, name: str):
+        return getattr(self.stream, name)
+
+
+OUT_OF_MEMORY_MESSAGES = ("can't allocate memory", "out of memory")
+"""Words of torch's RuntimeErrors for a failed allocation (CPU allocator, CUDA)."""
+
+
+def _fail(message: str) -> int:
+    print(f"symbptt: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    """Parse and run one command; every expected failure becomes one line on stderr."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help, or a bad option already reported in one line
+        return int(done.code or 0)
     try:
         return args.run(args)
     except SymbpttError as exc:
-        print(f"symbptt: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(str(exc))
     except KeyboardInterrupt:
         print("symbptt: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # the reader (e.g. `| head`) has gone; say nothing more
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+    except MemoryError:
+        return _fail("out of memory; try fewer steps or smaller sizes")
+    except RuntimeError as exc:  # torch's failed allocations; any other is a bug, shown whole
+        if not any(words in str(exc) for words in OUT_OF_MEMORY_MESSAGES):
+            raise
+        detail = next(iter(str(exc).strip().splitlines()), "")[:200]
+        return _fail(f"out of memory ({detail}); try fewer steps or smaller sizes")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status.
+
+    0: done; 1: verification found a mismatch; 2: bad input or any failure reported on stderr
+    in one line (out of memory, stdout unwritable: a full disk; a reader that has gone, as in
+    ``| head``, is not a failure and is not reported); 130: interrupted.
+    """
+    warnings.showwarning = _show_warning
+    stdout = _GuardedStdout(sys.stdout)
+    sys.stdout = stdout
+    try:
+        status = _run(argv)
+        stdout.flush()
+    finally:
+        sys.stdout = stdout.stream
+    error = stdout.error
+    if error is not None and error.errno != errno.EPIPE and status in (0, 1):
+        return _fail(f"cannot write to stdout: {error.strerror or error}")
+    return status

@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING
 import jinja2
 
 from .errors import CodegenError
-from .fileio import GENERATED_MARKER, write_generated
+from .fileio import GENERATED_MARKER, stamp, write_generated
 from .module_context import template_context
+from .spec import check_module_name
 
 if TYPE_CHECKING:
     from .derivation import Derivation
@@ -72,18 +73,30 @@ def format_source(source: str, name: str) -> str:
 
 
 def render_module(derivation: Derivation, name: str) -> str:
-    """The generated module's source for ``derivation``."""
+    """The generated module's source for ``derivation``, with its checksum line.
+
+    Raises:
+        SpecError: ``name`` is not a valid module name (:func:`~symbptt.spec.check_module_name`).
+        CodegenError: the template fails or its output does not parse.
+    """
+    check_module_name(name)
     template = environment().get_template("module.py.jinja")
     try:
         source = template.render(**template_context(derivation, name, GENERATED_MARKER))
     except jinja2.TemplateError as exc:
         raise CodegenError(f"template module.py.jinja failed: {exc}") from exc
-    return format_source(source, name)
+    return stamp(format_source(source, name), ".py")
 
 
 def write_module(derivation: Derivation, out_dir: Path, name: str, force: bool = False) -> Path:
-    """Write ``out_dir/<name>.py``; refuse to overwrite a file symbptt did not generate."""
-    return write_generated(out_dir / f"{name}.py", derivation.render(name), force=force)
+    """Write ``out_dir/<name>.py``; refuse to overwrite a file symbptt did not generate.
+
+    Raises:
+        SpecError: ``name`` is not a valid module name; nothing is written.
+        CodegenError: see :func:`~symbptt.fileio.write_generated`.
+    """
+    source = render_module(derivation, name)
+    return write_generated(out_dir / f"{name}.py", source, force=force)
 
 
 GENERATED_PACKAGE = "symbptt_generated"

@@ -180,25 +180,50 @@ class Derivation:
 
         return latex_summary(self)
 
+    def module_name(self, name: str | None = None) -> str:
+        """``name`` (default: the spec's default name), checked by :func:`check_module_name`.
+
+        Raises:
+            SpecError: not a name a generated module may take (``../x``, ``class``, ``torch``).
+        """
+        from .spec import check_module_name
+
+        return check_module_name(self.spec.default_name if name is None else name)
+
     def render(self, name: str | None = None) -> str:
-        """Source of the generated PyTorch module; nothing is written."""
+        """Source of the generated PyTorch module; nothing is written.
+
+        Raises:
+            SpecError: ``name`` is not a valid module name (:meth:`module_name`).
+        """
         from .codegen import render_module
 
-        return render_module(self, name or self.spec.default_name)
+        return render_module(self, self.module_name(name))
 
     def write(
         self, out_dir: str | Path = "generated", name: str | None = None, force: bool = False
     ) -> Path:
-        """Write the generated module to ``out_dir/<name>.py`` atomically; return its path."""
+        """Write the generated module to ``out_dir/<name>.py`` atomically; return its path.
+
+        Raises:
+            SpecError: ``name`` is not a valid module name (:meth:`module_name`).
+            CodegenError: the file exists and is not symbptt's or was edited since (unless
+                ``force``), or it cannot be written.
+        """
         from .codegen import write_module
 
-        return write_module(self, Path(out_dir), name or self.spec.default_name, force=force)
+        return write_module(self, Path(out_dir), self.module_name(name), force=force)
 
     def load(self, name: str | None = None) -> ModuleType:
-        """Import the generated module from its source, without writing a file."""
+        """Import the generated module from its source, without writing a file.
+
+        Raises:
+            SpecError: ``name`` is not a valid module name (:meth:`module_name`).
+        """
         from .codegen import load_module
 
-        return load_module(self.render(name), name or self.spec.default_name)
+        name = self.module_name(name)
+        return load_module(self.render(name), name)
 
 
 def _without(expr: sp.Basic, dropped: list[MatrixSymbol]) -> sp.Basic:

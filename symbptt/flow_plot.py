@@ -11,6 +11,8 @@ from .flow_numbers import Flow, FlowError
 
 PLOT_SUFFIXES = (".png", ".svg")
 MISSING_MATPLOTLIB = "--plot needs matplotlib: pip install 'symbptt[plot]'"
+SVG_HASH_SALT = "symbptt"
+"""matplotlib's ``svg.hashsalt`` for plots: the SVG's ids are the same in every run."""
 
 
 def check_plot_path(path: Path, force: bool) -> None:
@@ -32,10 +34,13 @@ def _matplotlib():
 
 
 def plot(flow: Flow, path: Path, force: bool = False) -> Path:
-    """Draw the chain's norms and singular values and the step terms against t (log scale)."""
-    from .fileio import GENERATED_MARKER, write_generated
+    """Draw the chain's norms and singular values and the step terms against t (log scale).
 
-    _matplotlib()
+    The file is byte-identical between runs: no date, and SVG ids from a fixed salt.
+    """
+    from .fileio import PLOT_MARKER, write_generated
+
+    matplotlib = _matplotlib()
     # the Agg canvas, without pyplot: no global backend switch, no window
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -80,9 +85,10 @@ def plot(flow: Flow, path: Path, force: bool = False) -> Path:
     bottom.xaxis.set_major_locator(MaxNLocator(integer=True))
     fmt = path.suffix.lower().lstrip(".")
     meta_key = "Software" if fmt == "png" else "Description"
-    metadata = {meta_key: f"{GENERATED_MARKER} flow: {flow.spec.describe()}"}
+    metadata = {meta_key: f"{PLOT_MARKER}{flow.spec.describe()}"}
     if fmt == "svg":
         metadata["Date"] = None
     buffer = io.BytesIO()
-    figure.savefig(buffer, format=fmt, metadata=metadata)
+    with matplotlib.rc_context({"svg.hashsalt": SVG_HASH_SALT}):
+        figure.savefig(buffer, format=fmt, metadata=metadata)
     return write_generated(path, buffer.getvalue(), force=force)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import keyword
 import re
+import sys
 import warnings
 from dataclasses import dataclass, replace
 
@@ -23,7 +25,37 @@ TORCH_CLASS = {
 LOOP_FORM_THRESHOLD = 16
 """Above this many steps the generated code uses a loop instead of writing every step out."""
 
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+RESERVED_MODULE_NAMES = frozenset(sys.stdlib_module_names) | {"torch", "symbptt"}
+"""Names a generated module may not take: as a file next to a script it would shadow the
+module of that name for every import there, ``import torch`` and ``import math`` in the
+generated code itself included."""
+
+MAX_MODULE_NAME = 200
+"""Longest module name: ``<name>.py`` and its temporary file stay within a file name's 255 bytes."""
+
+_MODULE_NAME_RULES = (
+    (
+        lambda name: not isinstance(name, str) or _NAME.fullmatch(name) is None,
+        "--name must be a Python identifier (letters, digits, _), got {name!r}",
+    ),
+    (keyword.iskeyword, "--name {name!r} is a Python keyword; choose another module name"),
+    (
+        lambda name: name.startswith("__") and name.endswith("__"),
+        "--name {name!r} is a special module name (__...__); choose another",
+    ),
+    (
+        RESERVED_MODULE_NAMES.__contains__,
+        "--name {name!r} would shadow the module of that name (the standard library, torch or "
+        "symbptt); choose another",
+    ),
+    (
+        lambda name: len(name) > MAX_MODULE_NAME,
+        f"--name is longer than {MAX_MODULE_NAME} characters",
+    ),
+)
+"""Each rule a module name must pass, in order: the test that fails it and the message."""
 
 
 def _positive_int(value: object, what: str) -> int:
@@ -284,7 +316,13 @@ class Spec:
 
 
 def check_module_name(name: str) -> str:
-    """Return ``name`` if it is a valid Python module name, else raise :class:`SpecError`."""
-    if not _NAME.match(name):
-        raise SpecError(f"--name must be a Python identifier (letters, digits, _), got {name!r}")
+    """Return ``name`` if a generated module may be called so, else raise :class:`SpecError`.
+
+    The one check of module names, for ``--name`` and the API's ``render``, ``write`` and
+    ``load`` alike (:data:`_MODULE_NAME_RULES`): an ASCII identifier, not a keyword, not a
+    ``__dunder__``, not in :data:`RESERVED_MODULE_NAMES`, at most :data:`MAX_MODULE_NAME` long.
+    """
+    for fails, message in _MODULE_NAME_RULES:
+        if fails(name):
+            raise SpecError(message.format(name=name))
     return name

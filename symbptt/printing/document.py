@@ -27,7 +27,7 @@ from sympy import HadamardProduct, MatAdd, MatMul, MatrixSymbol, Transpose
 
 from ..codegen import environment
 from ..errors import CodegenError
-from ..fileio import GENERATED_MARKER, write_generated
+from ..fileio import GENERATED_MARKER, PDF_CREATOR, check_writable, stamp, write_generated
 from ..matexpr import Elementwise
 from ..program import Assignment, Parameter, at_step, split_name, t, var
 from ..unrolled import MAX_STEPS, Chain, unroll
@@ -597,12 +597,12 @@ def _render(template: str, context: dict) -> str:
 
 def latex_document(derivation: Derivation) -> str:
     """A standalone LaTeX document (pdflatex, amsmath) of the whole derivation."""
-    return _render("document.tex.jinja", _context(derivation, _tex_code))
+    return stamp(_render("document.tex.jinja", _context(derivation, _tex_code)), ".tex")
 
 
 def markdown_document(derivation: Derivation) -> str:
     """The same content as Markdown with ``$$`` display math, as GitHub renders it."""
-    return _render("document.md.jinja", _context(derivation, _md_code))
+    return stamp(_render("document.md.jinja", _context(derivation, _md_code)), ".md")
 
 
 def latex_summary(derivation: Derivation) -> str:
@@ -643,22 +643,39 @@ def _first_error(log: str) -> str:
     return message
 
 
-def compile_pdf(tex_path: Path, timeout: float = 120) -> Path:
-    """Compile ``tex_path`` with pdflatex in a temporary folder; write the PDF next to it.
-
-    Returns:
-        The path of the PDF, ``tex_path`` with the suffix ``.pdf``.
+def find_pdflatex() -> str:
+    """The path of pdflatex.
 
     Raises:
-        CodegenError: pdflatex is missing, times out, or stops on an error (the first ``!``
-            line of its log is in the message); the tex file cannot be read.
+        CodegenError: there is none on ``PATH``.
     """
-    tex_path = Path(tex_path)
     pdflatex = shutil.which("pdflatex")
     if pdflatex is None:
         raise CodegenError(
             "pdflatex not found; install a TeX distribution (e.g. TeX Live) to build the PDF"
         )
+    return pdflatex
+
+
+def compile_pdf(tex_path: Path, timeout: float = 120, force: bool = False) -> Path:
+    """Compile ``tex_path`` with pdflatex in a temporary folder; write the PDF next to it.
+
+    Only the PDF comes back next to the document (pdflatex's ``.aux`` and ``.log`` stay in the
+    temporary folder). Its Info dictionary's ``/Creator`` is :data:`~symbptt.fileio.PDF_CREATOR`,
+    set on pdflatex's command line, which is how a later run recognises it as symbptt's.
+
+    Returns:
+        The path of the PDF, ``tex_path`` with the suffix ``.pdf``.
+
+    Raises:
+        CodegenError: the PDF exists and is not symbptt's (unless ``force``); pdflatex is
+            missing, times out, or stops on an error (the first ``!`` line of its log is in
+            the message); the tex file cannot be read.
+    """
+    tex_path = Path(tex_path)
+    pdf_path = tex_path.with_suffix(".pdf")
+    check_writable(pdf_path, force=force)
+    pdflatex = find_pdflatex()
     if not tex_path.is_file():
         raise CodegenError(f"{tex_path} does not exist")
     with tempfile.TemporaryDirectory(prefix="symbptt-latex-") as folder:
@@ -673,7 +690,8 @@ def compile_pdf(tex_path: Path, timeout: float = 120) -> Path:
             "-interaction=nonstopmode",
             "-halt-on-error",
             "-no-shell-escape",
-            source.name,
+            f"-jobname={source.stem}",
+            rf"\pdfinfo{{/Creator ({PDF_CREATOR})}}\input{{{source.name}}}",
         ]
         # \input{...} of files next to the document still resolves from the temporary folder
         search = f"{tex_path.parent.resolve()}{os.pathsep}{os.environ.get('TEXINPUTS', '')}"
@@ -697,4 +715,4 @@ def compile_pdf(tex_path: Path, timeout: float = 120) -> Path:
         pdf = work / "document.pdf"
         if result.returncode != 0 or not pdf.is_file():
             raise CodegenError(f"pdflatex failed on {tex_path}: {_first_error(log)}")
-        return write_generated(tex_path.with_suffix(".pdf"), pdf.read_bytes(), force=True)
+        return write_generated(pdf_path, pdf.read_bytes(), force=force)
