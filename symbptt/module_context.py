@@ -32,6 +32,7 @@ from .printing.names import (
 from .printing.text import gradient_text, text
 from .printing.torch_code import BatchedTorchPrinter
 from .program import split_name, var
+from .torch_signature import constructor_arguments
 
 if TYPE_CHECKING:
     from .derivation import Derivation, Gradient
@@ -652,6 +653,7 @@ def template_context(derivation: Derivation, name: str, marker: str) -> dict:
         "spec": spec,
         "name": name,
         "class_name": spec.torch_class,
+        "constructor": constructor_arguments(spec),
         "marker": marker,
         "regenerate": f"symbptt derive {spec.cli_options()} --name {name}",
         "loop_form": spec.loop_form,

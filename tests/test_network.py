@@ -172,8 +172,8 @@ def test_dropout_is_off_in_eval_mode():
 def test_packed_errors():
     module = generated(cell="gru", steps=3, input_size=1, hidden_size=2, num_layers=2)
     seq = torch.nn.utils.rnn.pack_padded_sequence(torch.zeros(3, 2, 1), [3, 1])
-    with pytest.raises(ValueError, match="without PackedSequence support"):
-        module.GRU()(seq)
+    with pytest.raises(ValueError, match="generated for 3 steps but the input has 1"):
+        module.GRU()(seq)  # unrolled: each length group must have the generated length
     packed = generated(cell="gru", steps=3, input_size=1, hidden_size=2, packed=True)
     too_long = torch.nn.utils.rnn.pack_padded_sequence(torch.zeros(4, 2, 1), [4, 1])
     with pytest.raises(ValueError, match="at most 3 steps but the longest sequence has 4"):

@@ -1,0 +1,72 @@
+"""torch's constructor signatures, so that a generated module is constructed as torch's is.
+
+A generated class subclasses torch's own (``torch.nn.LSTM``, ``torch.nn.GRUCell``, …) and takes
+the same arguments in the same order; their defaults are the values the module was generated
+for. torch's ``__init__`` checks their types; the generated one then refuses any value other
+than the generated one (``batch_first`` alone is free: it changes only the layout).
+"""
+
+from __future__ import annotations
+
+from .spec import Spec
+
+SIGNATURES: dict[str, tuple[str, ...]] = {
+    "RNN": (
+        "input_size",
+        "hidden_size",
+        "num_layers",
+        "nonlinearity",
+        "bias",
+        "batch_first",
+        "dropout",
+        "bidirectional",
+    ),
+    "LSTM": (
+        "input_size",
+        "hidden_size",
+        "num_layers",
+        "bias",
+        "batch_first",
+        "dropout",
+        "bidirectional",
+        "proj_size",
+    ),
+    "GRU": (
+        "input_size",
+        "hidden_size",
+        "num_layers",
+        "bias",
+        "batch_first",
+        "dropout",
+        "bidirectional",
+    ),
+    "RNNCell": ("input_size", "hidden_size", "bias", "nonlinearity"),
+    "LSTMCell": ("input_size", "hidden_size", "bias"),
+    "GRUCell": ("input_size", "hidden_size", "bias"),
+}
+"""torch's constructor arguments before ``device`` and ``dtype``, in torch's order."""
+
+FREE = ("batch_first",)
+"""Arguments a generated module takes with any value, as torch's does."""
+
+VALUES = {
+    "input_size": lambda spec: spec.input_size,
+    "hidden_size": lambda spec: spec.hidden_size,
+    "num_layers": lambda spec: spec.num_layers,
+    "nonlinearity": lambda spec: spec.nonlinearity,
+    "bias": lambda spec: spec.bias,
+    "batch_first": lambda spec: False,
+    "dropout": lambda spec: float(spec.dropout),
+    "bidirectional": lambda spec: spec.bidirectional,
+    "proj_size": lambda spec: spec.proj_size,
+}
+"""Each argument's generated value (its default in the generated constructor)."""
+
+
+def constructor_arguments(spec: Spec) -> list[dict]:
+    """The generated class's constructor arguments: ``name``, ``default`` (Python source) and
+    whether the module accepts other values (``free``)."""
+    return [
+        {"name": name, "default": repr(VALUES[name](spec)), "free": name in FREE}
+        for name in SIGNATURES[spec.torch_class]
+    ]
