@@ -18,12 +18,22 @@ import argparse
 import json
 import shutil
 import sys
+from pathlib import Path
 
-from .check_runner import SIGNATURE
+from .check_runner import FUNCTION, SIGNATURE
 from .errors import SpecError
+from .verify import check_seed
 
 HELP = "find where a hand-derived RNN gradient goes wrong (exit 1 on a mismatch)"
 SPEC_OPTIONS = True
+
+FILE_RULES = (
+    (lambda text: not text.strip(), "FILE.py is empty: name a Python file"),
+    (lambda text: not Path(text).exists(), "{file}: no such file"),
+    (lambda text: Path(text).is_dir(), "{file} is a folder; name the file defining " + FUNCTION),
+    (lambda text: not Path(text).is_file(), "{file} is not a regular file"),
+)
+"""What FILE must be before a child process runs it: the test that fails it and the message."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="time limit for each batch of calls to the file's function (default 20)",
     )
     parser.add_argument("--format", choices=("text", "json"), default="text", help="output")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the test points (default 0)")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the test points, 0 to 2**63 - 1 (default 0)"
+    )
     # None: infer from the file unless given (the layer options' own defaults are the founding
     # case's, which would hide what the file says)
     parser.set_defaults(input_size=None, hidden_size=None, nonlinearity=None)
@@ -61,6 +73,10 @@ def run(args: argparse.Namespace) -> int:
             f"check handles one unbatched torch.nn.RNN layer; {', '.join(unsupported)} "
             "is not supported"
         )
+    for fails, message in FILE_RULES:
+        if fails(args.file):
+            raise SpecError(message.format(file=args.file))
+    check_seed(args.seed)
     from .check_diagnose import check_file
     from .check_process import UserCodeError
 

@@ -1,8 +1,12 @@
 """The child process of ``symbptt check``: imports the user's file and calls its function.
 
-Run by path (``python check_runner.py FILE DISPLAY DUMP TIMEOUT``), never imported by symbptt's
-own process and never importing symbptt: only the standard library and torch. The user's code
-lives in this process alone.
+Run by path (``python check_runner.py FILE DISPLAY DUMP TIMEOUT MEMORY OUTPUT CPU``), never
+imported by symbptt's own process and never importing symbptt: only the standard library and
+torch. The user's code lives in this process alone, held to the parent's limits before torch is
+imported (:func:`bound`): MEMORY bytes of data (heap and anonymous mappings), files of at most
+OUTPUT bytes (its stderr included: a write beyond fails with ``EFBIG``), CPU seconds of CPU
+time (then ``SIGXCPU`` ends it), no core files; 0 leaves one unbounded. On Linux it is also
+killed when the parent dies.
 
 Protocol: each line on stdin is the path of a request written with ``torch.save``; the reply is
 written with ``torch.save`` to that path + ``.out`` and announced by one line on the original
@@ -22,9 +26,12 @@ Requests:
 
 from __future__ import annotations
 
+import errno
 import faulthandler
 import importlib.util
 import os
+import resource
+import signal
 import sys
 import traceback
 from collections.abc import Mapping
@@ -58,7 +65,11 @@ class _User:
         self.function = None
 
     def trimmed(self, exc: BaseException) -> str:
-        """The traceback of ``exc`` with only the frames in the user's file."""
+        """The traceback of ``exc`` with only the frames in the user's file (or, for a write
+        over the output limit, what happened)."""
+        if isinstance(exc, OSError) and exc.errno == errno.EFBIG:
+            limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+            return f"{self.display} wrote more than {limit // 10**6} MB of output, the limit"
         frames = [
             traceback.FrameSummary(self.display, f.lineno, f.name, line=f.line)
             for f in traceback.extract_tb(exc.__traceback__)
@@ -168,8 +179,30 @@ def _calls(user: _User, request: dict) -> dict:
     return {"groups": groups}
 
 
+def bound(memory: int, output: int, cpu: int) -> None:
+    """Hold this process to ``memory`` bytes of data, files of ``output`` bytes and ``cpu``
+    seconds of CPU time (0: that one unbounded), without core files; die with the parent."""
+    limits = (
+        (resource.RLIMIT_DATA, memory, 0),
+        (resource.RLIMIT_FSIZE, output, 0),
+        (resource.RLIMIT_CPU, cpu, 5),  # SIGXCPU at the soft limit, SIGKILL 5 s later
+        (resource.RLIMIT_CORE, 0, 0),
+    )
+    for which, value, grace in limits:
+        if value or which == resource.RLIMIT_CORE:
+            hard = resource.getrlimit(which)[1]
+            top = value + grace if hard == resource.RLIM_INFINITY else min(value + grace, hard)
+            resource.setrlimit(which, (min(value, top), top))
+    if sys.platform == "linux":
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
 def main(argv: list[str]) -> None:
     path, display, dump_path, timeout = argv[0], argv[1], argv[2], float(argv[3])
+    bound(*(int(value) for value in argv[4:7]))
     protocol = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # the user's prints go to stderr
     dump = open(dump_path, "w")

@@ -6,15 +6,26 @@ and flow for inputs that are not what they look like."""
 from __future__ import annotations
 
 import io
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
 import warnings
+from pathlib import Path
 
 import pytest
 
 import symbptt
-from symbptt import limits
+from symbptt import check_process, limits
+from symbptt.check_diagnose import check_file
+from symbptt.check_process import UserCodeError
 from symbptt.cli import main
 from symbptt.errors import SpecError, SymbpttError, VerificationError
 from symbptt.verify import verify
+
+CORRECT = str(Path(__file__).resolve().parent.parent / "examples" / "correct.py")
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
@@ -169,3 +180,131 @@ def test_verify_refuses_a_module_generated_for_another_layer(options, match):
     with pytest.raises(VerificationError, match=match):
         verify(symbptt.derive(**options), module=module)
     assert isinstance(VerificationError("x"), SymbpttError)
+
+
+# --- check -------------------------------------------------------------------------------------
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def wait_until(condition, seconds: float = 60.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return condition()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "0", "-1", "100000"])
+def test_check_refuses_bad_timeouts(capsys, value):
+    status, out, err = run_cli(capsys, "check", CORRECT, f"--timeout={value}")
+    assert_one_line_error(status, err, "--timeout")
+    assert out == ""
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, 0.0, -2.0])
+def test_check_api_refuses_bad_timeouts(value):
+    with pytest.raises(SpecError, match="--timeout"):
+        check_file(CORRECT, timeout=value)
+
+
+@pytest.mark.parametrize(
+    ("target", "words"),
+    [(".", ["is a folder", "manual_gradients"]), ("", ["empty"]), ("nope.py", ["no such file"])],
+)
+def test_check_says_what_is_wrong_with_file(capsys, tmp_path, monkeypatch, target, words):
+    monkeypatch.chdir(tmp_path)
+    for option in ([], ["--format", "json"]):
+        status, out, err = run_cli(capsys, "check", target, *option)
+        assert_one_line_error(status, err, *words)
+        assert "no such file" not in err or target == "nope.py"
+        assert out == ""
+
+
+def test_check_bounds_the_output(tmp_path, monkeypatch):
+    monkeypatch.setattr(check_process, "MAX_OUTPUT", 10**6)
+    path = tmp_path / "loud.py"
+    path.write_text(
+        "import sys\nfor _ in range(10**4):\n    print('x' * 1000, file=sys.stderr)\n"
+        "def manual_gradients(*args):\n    return {}\n"
+    )
+    with pytest.raises(UserCodeError) as caught:
+        check_file(path, timeout=30)
+    assert "wrote more than 1 MB of output" in caught.value.details
+
+
+def test_check_bounds_the_memory(tmp_path, monkeypatch):
+    monkeypatch.setenv("SYMBPTT_MAX_MEMORY_GB", "1.5")
+    path = tmp_path / "greedy.py"
+    path.write_text("block = bytearray(3 * 10**9)\ndef manual_gradients(*args):\n    return {}\n")
+    with pytest.raises(UserCodeError) as caught:
+        check_file(path, timeout=30)
+    assert "MemoryError" in caught.value.details
+
+
+def test_check_bounds_the_cpu_time(tmp_path, monkeypatch):
+    monkeypatch.setattr(check_process, "START_GRACE", 8.0)
+    monkeypatch.setattr(check_process, "CPU_PER_TIMEOUT", 0)
+    path = tmp_path / "busy.py"
+    path.write_text("while True:\n    pass\n")
+    with pytest.raises(UserCodeError, match="used more than 8 s of CPU time"):
+        check_file(path, timeout=60)
+
+
+def test_check_kills_what_the_file_started_on_time_out(tmp_path):
+    pid_file = tmp_path / "pid"
+    path = tmp_path / "spawns.py"
+    path.write_text(
+        "import pathlib, subprocess\n"
+        "sleeper = subprocess.Popen(['sleep', '300'])\n"
+        f"pathlib.Path({str(pid_file)!r}).write_text(str(sleeper.pid))\n"
+        "def manual_gradients(*args):\n    while True:\n        pass\n"
+    )
+    try:
+        with pytest.raises(UserCodeError, match="did not return within 1 s"):
+            check_file(path, timeout=1)
+        pid = int(pid_file.read_text())
+        assert wait_until(lambda: not alive(pid), 10)
+    finally:
+        if pid_file.exists() and alive(int(pid_file.read_text())):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_check_terminated_kills_its_child_and_removes_its_folder(tmp_path, signum):
+    pid_file, temporary = tmp_path / "pid", tmp_path / "tmp"
+    temporary.mkdir()
+    path = tmp_path / "sleeps.py"
+    path.write_text(
+        "import os, pathlib, time\n"
+        f"pathlib.Path({str(pid_file)!r}).write_text(str(os.getpid()))\n"
+        "time.sleep(300)\n"
+    )
+    check = subprocess.Popen(
+        [sys.executable, "-m", "symbptt", "check", str(path), "--timeout", "200"],
+        env={**os.environ, "TMPDIR": str(temporary)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert wait_until(lambda: pid_file.exists() and pid_file.read_text(), 120)
+        child = int(pid_file.read_text())
+        check.send_signal(signum)
+        status = check.wait(timeout=30)
+        assert status == {signal.SIGTERM: 143, signal.SIGINT: 130}[signum]
+        assert b"Traceback" not in check.stderr.read()
+        assert wait_until(lambda: not alive(child), 10)
+        assert list(temporary.iterdir()) == []
+    finally:
+        if check.poll() is None:
+            check.kill()
+        if pid_file.exists() and pid_file.read_text() and alive(int(pid_file.read_text())):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
