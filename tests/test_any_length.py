@@ -251,6 +251,42 @@ def test_packed_bidirectional_network_with_dropout_at_any_length(spec, steps):
         assert rel_error(grads[key], want) <= TOL, key
 
 
+@pytest.mark.parametrize("packed", [False, True], ids=["unpacked", "packed-without-mask"])
+@pytest.mark.parametrize("steps", LENGTHS)
+def test_network_without_masks_at_any_length_matches_torch(packed, steps):
+    """Two bidirectional layers, no dropout and every sequence of full length (mask None),
+    against torch.nn.LSTM(num_layers=2, bidirectional=True) itself."""
+    spec = dict(cell="lstm")
+    module = generated(**_kwargs(spec), num_layers=2, bidirectional=True, packed=packed)
+    gen = torch.Generator().manual_seed(steps + 200)
+    torch.manual_seed(steps + 3)
+    reference = _torch_layer(spec, num_layers=2, bidirectional=True)
+    x = torch.randn(steps, 2, 3, generator=gen, dtype=torch.float64)
+    states = _states(spec, 4, 2, gen)
+    g = torch.randn(steps, 2, 10, generator=gen, dtype=torch.float64)
+    g_states = {k: torch.randn_like(v) for k, v in states.items()}
+    xr = x.clone().requires_grad_()
+    sr = {k: v.clone().requires_grad_() for k, v in states.items()}
+    out_r, finals_r = reference(xr, tuple(sr.values()))
+    params = dict(reference.named_parameters())
+    inputs = [xr, *sr.values(), *params.values()]
+    expected = _autograd([out_r, *finals_r], [g, *g_states.values()], inputs)
+
+    weights = {name: p.detach() for name, p in params.items()}
+    values = {"x": x, "h0": states["h_0"], "c0": states["c_0"], "mask": None}
+    values |= {"dropout_masks": None, "grad_output": g, "grad_h_n": g_states["h_0"]}
+    values |= {"params": [[weights[n] for n in names] for names in module.PARAMETERS]}
+    values["grad_c_n"] = g_states["c_0"]
+    with torch.no_grad():
+        output, *finals, saved = _call(module.network_forward, values)
+        grads = _call(module.network_backward, values | {"saved": saved})
+    assert rel_error(output, out_r.detach()) <= TOL
+    for final, final_r in zip(finals, finals_r, strict=True):
+        assert rel_error(final, final_r.detach()) <= TOL
+    for key, want in zip(["input", *states, *params], expected, strict=True):
+        assert rel_error(grads[key], want) <= TOL, key
+
+
 def test_unrolled_form_and_cells_keep_their_length():
     unrolled = generated(cell="lstm", steps=DERIVED_STEPS, input_size=3, hidden_size=5)
     assert unrolled.ANY_LENGTH is False
