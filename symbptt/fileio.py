@@ -155,7 +155,7 @@ _SVG_LINE = re.compile(r"\s*<dc:description>" + _PLOT_DESCRIPTION + r"</dc:descr
 def _svg_ownership(data: bytes) -> Ownership:
     """A line of the ``<metadata>`` block that is exactly the plot's description."""
     head, end, _ = data.decode("utf-8", errors="replace").partition("</metadata>")
-    owned = end and any(_SVG_LINE.fullmatch(line) for line in head.split("\n"))
+    owned = bool(end) and any(_SVG_LINE.fullmatch(line) for line in head.split("\n"))
     return Ownership.GENERATED if owned else Ownership.FOREIGN
 
 

@@ -76,6 +76,43 @@ def test_derive_into_a_pipe_closed_early_still_writes_everything(tmp_path):
     ]
 
 
+class _GoneReader:
+    """A stdout whose reader has gone: every write is a broken pipe."""
+
+    encoding = "utf-8"
+
+    def write(self, text):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def flush(self):
+        pass
+
+    def fileno(self):
+        raise OSError("no descriptor")
+
+
+class _Mismatch:
+    ok = False
+    description = "a mismatch, made up by the test"
+
+    def table(self):
+        return "grad weight_hh_l0  1.0  MISMATCH"
+
+    def summary(self):
+        return "MISMATCH"
+
+
+def test_verification_runs_and_decides_the_status_after_stdout_has_gone(tmp_path, monkeypatch):
+    import symbptt.verify
+
+    verified = []
+    monkeypatch.setattr(symbptt.verify, "verify", lambda *a, **k: verified.append(1) or _Mismatch())
+    monkeypatch.setattr(sys, "stdout", _GoneReader())
+    assert main(["derive", "--out", str(tmp_path)]) == 1
+    assert verified == [1]
+    assert (tmp_path / "rnn_tanh_t3_i1_h2.py").is_file()
+
+
 def test_full_disk_stdout_is_one_line_and_status_2_after_writing(tmp_path):
     with open("/dev/full", "w") as full:
         result = run_cli("derive", cwd=tmp_path, stdout=full)
