@@ -65,7 +65,9 @@ def format_source(source: str, name: str) -> str:
         f"{name}.py",
         "-",
     ]
-    result = subprocess.run(command, input=source, capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        command, input=source, capture_output=True, text=True, encoding="utf-8", check=False
+    )
     if result.returncode != 0:
         first = (result.stderr.strip().splitlines() or ["no message"])[0]
         raise CodegenError(f"generated code for {name} does not parse: {first}")

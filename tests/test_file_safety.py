@@ -125,14 +125,26 @@ def test_full_disk_stdout_is_one_line_and_status_2_after_writing(tmp_path):
     )
 
 
-@pytest.mark.parametrize("encoding", ["ascii", "latin-1"])
-def test_stdout_that_cannot_show_unicode_still_works(tmp_path, encoding):
-    result = run_cli("derive", cwd=tmp_path, env={"PYTHONIOENCODING": encoding}, encoding=encoding)
+ASCII_LOCALE = {"LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONIOENCODING": ""}
+"""The C locale without Python's UTF-8 mode: stdout and every pipe default to ASCII."""
+
+
+@pytest.mark.parametrize(
+    "env, encoding",
+    [({"PYTHONIOENCODING": "ascii"}, "ascii"), ({"PYTHONIOENCODING": "latin-1"}, "latin-1")]
+    + [(ASCII_LOCALE, "ascii")],
+    ids=["ascii", "latin-1", "C-locale"],
+)
+def test_stdout_that_cannot_show_unicode_still_works(tmp_path, env, encoding):
+    result = run_cli("derive", "--latex", "doc.md", cwd=tmp_path, env=env, encoding=encoding)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert "\\u2202L/\\u2202W_ih" in result.stdout  # ∂L/∂W_ih, escaped
     assert "all match" in result.stdout
-    assert (tmp_path / "generated" / "rnn_tanh_t3_i1_h2.py").is_file()
+    d = derivation(steps=3, input_size=1, hidden_size=2)
+    module = tmp_path / "generated" / "rnn_tanh_t3_i1_h2.py"
+    assert module.read_text(encoding="utf-8") == d.render()  # files are UTF-8 whatever the locale
+    assert (tmp_path / "doc.md").read_text(encoding="utf-8") == d.to_markdown()
 
 
 @pytest.mark.parametrize(
