@@ -277,3 +277,13 @@ def test_an_unrolled_module_keeps_its_length():
     spec, gen, _ = _pair(LAYERS[0])
     with pytest.raises(ValueError, match="generated for 3 steps but the input has 4"):
         gen(_input(spec, steps=4))
+
+
+def test_packed_sequences_with_an_hx_of_another_shape_are_refused():
+    spec, gen, ref = _pair(PACKED[0])
+    sequence = pack_padded_sequence(_input(spec, steps=4, batch=(2,)), [4, 2])
+    wrong = torch.zeros(2, 2, spec.hidden_size, dtype=D)  # two layers' worth for one layer
+    with pytest.raises(RuntimeError):
+        ref(sequence, wrong)
+    with pytest.raises(ValueError, match=r"expected h of shape \(1, 2, 3\)"):
+        gen(sequence, wrong)
