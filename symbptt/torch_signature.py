@@ -10,39 +10,24 @@ from __future__ import annotations
 
 from .spec import Spec
 
+_LAYER = (
+    "input_size",
+    "hidden_size",
+    "num_layers",
+    "bias",
+    "batch_first",
+    "dropout",
+    "bidirectional",
+)
+_CELL = ("input_size", "hidden_size", "bias")
+
 SIGNATURES: dict[str, tuple[str, ...]] = {
-    "RNN": (
-        "input_size",
-        "hidden_size",
-        "num_layers",
-        "nonlinearity",
-        "bias",
-        "batch_first",
-        "dropout",
-        "bidirectional",
-    ),
-    "LSTM": (
-        "input_size",
-        "hidden_size",
-        "num_layers",
-        "bias",
-        "batch_first",
-        "dropout",
-        "bidirectional",
-        "proj_size",
-    ),
-    "GRU": (
-        "input_size",
-        "hidden_size",
-        "num_layers",
-        "bias",
-        "batch_first",
-        "dropout",
-        "bidirectional",
-    ),
-    "RNNCell": ("input_size", "hidden_size", "bias", "nonlinearity"),
-    "LSTMCell": ("input_size", "hidden_size", "bias"),
-    "GRUCell": ("input_size", "hidden_size", "bias"),
+    "RNN": (*_LAYER[:3], "nonlinearity", *_LAYER[3:]),
+    "LSTM": (*_LAYER, "proj_size"),
+    "GRU": _LAYER,
+    "RNNCell": (*_CELL, "nonlinearity"),
+    "LSTMCell": _CELL,
+    "GRUCell": _CELL,
 }
 """torch's constructor arguments before ``device`` and ``dtype``, in torch's order."""
 
