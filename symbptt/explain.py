@@ -8,7 +8,7 @@ shape (T, input_size) for a layer or (input_size,) for a cell, or a comma-separa
 numbers: one per step for a layer with --input-size 1 (--input 1,2,3; write --input=-1,2,3
 when the first is negative), or the input_size entries of a cell's x. Without --input, x is
 drawn from N(0, 1) with the seed. With --input and no --steps, T is the input's length.
-The loss is L = h_n.sum() (--loss hn: gₜ = 0, gₙ = 1, c_n's cotangent 0) or L = output.sum()
+The loss is L = h_n.sum() (--loss h_n: gₜ = 0, gₙ = 1, c_n's cotangent 0) or L = output.sum()
 (--loss output: gₜ = 1, gₙ = 0).
 """
 
@@ -18,7 +18,8 @@ import argparse
 
 from .cli import terminal_width
 from .errors import SpecError
-from .explain_ledger import LOSSES, Explanation, check_single_layer, explain
+from .explain_ledger import Explanation, check_single_layer, explain
+from .numeric_inputs import LOSSES as ACCEPTED_LOSSES
 from .numeric_inputs import read_input, read_weights, unbatched_input
 
 __all__ = ["HELP", "SPEC_OPTIONS", "Explanation", "add_arguments", "explain", "run"]
@@ -49,9 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     source.add_argument(
         "--loss",
-        choices=tuple(LOSSES),
-        default="hn",
-        help="hn: L = h_n.sum() (default); output: L = output.sum()",
+        choices=tuple(ACCEPTED_LOSSES),
+        default="h_n",
+        metavar="{h_n,output}",
+        help="h_n: L = h_n.sum() (default; hn also accepted); output: L = output.sum()",
     )
     parser.add_argument(
         "--format",

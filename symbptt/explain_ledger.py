@@ -13,10 +13,11 @@ import math
 from dataclasses import dataclass, field
 
 from .errors import SpecError, VerificationError
-from .numeric_inputs import reference_module
+from .limits import numeric_cost, require
+from .numeric_inputs import loss_name, reference_module
 
 LOSSES = {
-    "hn": ("L = h_n.sum()", "gₜ = 0, gₙ = 1"),
+    "h_n": ("L = h_n.sum()", "gₜ = 0, gₙ = 1"),
     "output": ("L = output.sum()", "gₜ = 1, gₙ = 0"),
 }
 TOLERANCE = 1e-10
@@ -152,7 +153,7 @@ def explain(
     weights: dict | None = None,
     x=None,
     seed: int = 0,
-    loss: str = "hn",
+    loss: str = "h_n",
     weights_source: str | None = None,
     input_source: str | None = None,
 ) -> Explanation:
@@ -163,7 +164,7 @@ def explain(
         weights: torch's state dict for the spec (default: torch's init under
             ``torch.manual_seed(seed)``, in torch's default float32, then cast to float64).
         x: (T, I) for a layer, (I,) for a cell (default: N(0, 1) drawn with ``seed``).
-        loss: ``"hn"`` (``L = h_n.sum()``) or ``"output"`` (``L = output.sum()``).
+        loss: ``"h_n"`` (``L = h_n.sum()``; ``"hn"`` too) or ``"output"`` (``L = output.sum()``).
     """
     import torch
 
@@ -171,8 +172,8 @@ def explain(
 
     spec = derivation.spec
     check_single_layer(spec)
-    if loss not in LOSSES:
-        raise SpecError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+    loss = loss_name(loss)
+    require(numeric_cost(spec, f"explaining {spec.describe()}", per_step_terms=True))
     if not 0 <= seed < 2**63:
         raise SpecError(f"--seed must be an integer from 0 to 2**63 - 1, got {seed}")
     if weights is None:
@@ -199,7 +200,7 @@ def explain(
     else:
         output, state = result
         h_last = state[0] if family == "lstm" else state
-    torch_loss = h_last.sum() if loss == "hn" else output.sum()
+    torch_loss = h_last.sum() if loss == "h_n" else output.sum()
     torch_grads = dict(
         zip(named, torch.autograd.grad(torch_loss, list(named.values())), strict=True)
     )
@@ -213,7 +214,7 @@ def explain(
         "h0": torch.zeros(1, out_size, dtype=torch.float64),
         "c0": torch.zeros(1, hidden, dtype=torch.float64),
         "grad_output": ones_out if loss == "output" else torch.zeros_like(ones_out),
-        "grad_h_n": torch.full((1, out_size), 1.0 if loss == "hn" else 0.0, dtype=torch.float64),
+        "grad_h_n": torch.full((1, out_size), 1.0 if loss == "h_n" else 0.0, dtype=torch.float64),
         "grad_c_n": torch.zeros(1, hidden, dtype=torch.float64),
         "per_step": True,
     }
@@ -221,7 +222,7 @@ def explain(
     gen_output, saved = module.forward(**_arguments(module.forward, values))
     values["saved"] = saved
     grads = module.backward(**_arguments(module.backward, values))
-    gen_loss = gen_output[-1].sum() if loss == "hn" else gen_output.sum()
+    gen_loss = gen_output[-1].sum() if loss == "h_n" else gen_output.sum()
 
     forward = {"x": x.reshape(steps, spec.input_size)}
     forward |= {name: value[:, 0] for name, value in saved.items()}

@@ -20,8 +20,10 @@ from .flow_equations import chain_notation, symbolic_lines
 from .flow_numbers import LOSSES, Flow, FlowError, check_supported, gradient_flow
 from .flow_plot import check_plot_path, plot
 from .flow_verdict import check_line, summary, verdict
+from .numeric_inputs import LOSSES as ACCEPTED_LOSSES
 from .numeric_inputs import finite_float64, read_input, read_weights, reference_module
 from .printing.text import wrap
+from .verify import check_seed
 
 HELP = "the Jacobian chain ∂h_T/∂h_t: vanishing and exploding gradients, symbolic and numeric"
 SPEC_OPTIONS = True
@@ -156,7 +158,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--seed",
         type=int,
         default=0,
-        help="torch's init under torch.manual_seed(N), and the random input (default 0)",
+        help="torch's init under torch.manual_seed(N), and the random input; 0 to 2**63 - 1 "
+        "(default 0)",
     )
     group.add_argument(
         "--weights", metavar="FILE", help="a state_dict saved with torch.save (instead of --seed)"
@@ -166,9 +169,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--loss",
-        choices=tuple(LOSSES),
+        choices=tuple(ACCEPTED_LOSSES),
         default="h_n",
-        help="L = h_n.sum() (default) or output.sum()",
+        metavar="{h_n,output}",
+        help="h_n: L = h_n.sum() (default; hn also accepted); output: L = output.sum()",
     )
     group.add_argument("--plot", metavar="FILE", help="draw the numbers against t (.png or .svg)")
     group.add_argument(
@@ -187,6 +191,7 @@ def run(args: argparse.Namespace) -> int:
 
     from .cli import derivation_from_args
 
+    check_seed(args.seed)
     plot_path = Path(args.plot) if args.plot else None
     if plot_path is not None:
         check_plot_path(plot_path, args.force)

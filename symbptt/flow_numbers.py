@@ -20,7 +20,9 @@ from sympy.matrices.expressions.diagonal import DiagMatrix
 from .errors import DerivationError, SymbpttError
 from .flow_equations import chain_notation, show
 from .flow_jacobian import symbolic_chain
+from .limits import Cost, numeric_cost, progress, require
 from .matexpr import Elementwise
+from .numeric_inputs import loss_name
 from .program import Assignment, split_name, t
 
 if TYPE_CHECKING:
@@ -168,6 +170,18 @@ class Flow:
 LOSSES = {"h_n": "L = Σ h_n (h_n.sum())", "output": "L = Σₜ Σ outputₜ (output.sum())"}
 
 
+PER_STEP = (1e-3, 2.5e-9)
+"""Seconds per step of the chain, and per step and cubed state size (its singular values)."""
+
+
+def flow_cost(spec: Spec) -> Cost:
+    """The estimated cost of :func:`gradient_flow` for ``spec`` (one sequence)."""
+    numbers = numeric_cost(spec, f"the gradient flow of {spec.describe()}", per_step_terms=True)
+    states = spec.output_size + (spec.hidden_size if spec.family == "lstm" else 0)
+    chain = spec.steps * (PER_STEP[0] + PER_STEP[1] * states**3)
+    return Cost(numbers.what, numbers.seconds + chain, numbers.bytes)
+
+
 def check_supported(spec: Spec) -> None:
     if spec.is_network:
         raise FlowError(
@@ -220,8 +234,8 @@ def gradient_flow(
 
     spec = derivation.spec
     check_supported(spec)
-    if loss not in LOSSES:
-        raise FlowError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+    loss = loss_name(loss, FlowError)
+    require(flow_cost(spec))
     weights = {n: p.detach().to(torch.float64) for n, p in module.state_dict().items()}
     x = x.detach().to(torch.float64)
     steps = spec.steps
@@ -241,7 +255,7 @@ def gradient_flow(
         values[value_key(state.previous, 1)] = torch.zeros(state.new.shape[0], 1, dtype=x.dtype)
     forward_step = run_program(derivation.step.assignments, values)
     jacobian_step = run_program(jac.assignments, values)
-    for j in range(1, steps + 1):
+    for j in progress(range(1, steps + 1), steps, "flow forward, step"):
         forward_step(j)
 
     def state_jacobian(j: int) -> torch.Tensor:
@@ -264,7 +278,7 @@ def gradient_flow(
     n = sum(jac.sizes)
     jacobians, chains, singular, frobenius = [], [], [], []
     product = torch.eye(n, dtype=x.dtype)
-    for j in range(steps, -1, -1):
+    for j in progress(range(steps, -1, -1), steps + 1, "flow chain, step"):
         singular.append(torch.linalg.svdvals(product))
         frobenius.append(float(torch.linalg.matrix_norm(product)))
         if keep_matrices:

@@ -27,7 +27,9 @@ linear rules in the sizes, calibrated by ``/usr/bin/time`` of the CLI on a 2-cor
 - numbers (verify, explain, flow): about 6 float copies of every parameter (H = 3000 rnn:
   424 MB above the 280 MB of a bare run; lstm H = 2000: 755 MB) and 6 floats per element of
   the sequences (T = 100, B = 100 000, H = 2: 1.49 GB, 20 s); time 0.5 µs per parameter
-  and 0.7 µs per sequence element.
+  and 0.7 µs per sequence element. Explain and flow keep every step's term of every
+  parameter's gradient: 3 µs and 3 floats each (explain at T = 200, H = 200: 14 s and
+  170 MB above a bare run; T = 200 and 800 at H = 50: 1.6 s and 6.3 s).
 - scalar view, per unit ``T × gates × H × (H + I)``: 1.5 ms and 3 KB with SymPy (rnn T = 3,
   H = 16, 32: 2.3 s, 4.3 s; T = 20, H = 16: 9.1 s; lstm H = 16: 4.4 s), 11× less time with
   SymEngine.
@@ -185,8 +187,9 @@ PER_PARAMETER = (0.5e-6, 6)
 """Seconds, and float copies held, per parameter of a numeric run (verify, explain, flow)."""
 PER_ELEMENT = (0.7e-6, 6)
 """Seconds, and floats held, per element of the input and state sequences."""
-PER_STEP_TERM = (1e-8, 1)
-"""Seconds, and floats held, per parameter and step when every step's term is kept."""
+PER_STEP_TERM = (3e-6, 3)
+"""Seconds, and floats held, per parameter and step when every step's term is kept (and, in
+explain, shown)."""
 
 
 def numeric_cost(

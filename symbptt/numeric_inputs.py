@@ -25,12 +25,34 @@ if TYPE_CHECKING:
 ErrorClass = type[SymbpttError]
 
 
+LOSSES = {"h_n": "h_n", "hn": "h_n", "output": "output"}
+"""``--loss``: each spelling accepted (``hn`` as well as torch's ``h_n``) and the loss it names."""
+
+
+def loss_name(text: str, error: ErrorClass = SpecError) -> str:
+    """The loss ``text`` names (``h_n`` or ``output``); ``error`` if it names none."""
+    if text not in LOSSES:
+        raise error(f"loss must be h_n (or hn) or output, got {text!r}")
+    return LOSSES[text]
+
+
 def _numbers(text: str) -> list[float] | None:
     """``"1, 2,3"`` -> ``[1.0, 2.0, 3.0]``; None if ``text`` is not such a list."""
     try:
         return [float(part) for part in text.split(",")]
     except ValueError:
         return None
+
+
+def _not_numbers(text: str) -> str:
+    """What is wrong in ``text``, a comma-separated list with an entry that is no number."""
+    parts = text.split(",")
+    index, bad = next((i, p) for i, p in enumerate(parts, 1) if _numbers(p) is None)
+    what = "is empty" if not bad.strip() else f"{bad.strip()!r} is not a number"
+    return (
+        f"--input {text}: entry {index} of {len(parts)} {what}; give numbers separated by "
+        "commas (1,2,3) or a file saved with torch.save"
+    )
 
 
 def _first_line(exc: BaseException) -> str:
@@ -48,8 +70,12 @@ def load_saved(path_text: str, option: str, what: str, error: ErrorClass = SpecE
     import torch
 
     path = Path(path_text)
+    if not path_text.strip():
+        raise error(f"{option} is empty; give a file saved with torch.save")
     if not path.exists():
         raise error(f"{option} {path_text}: no such file")
+    if path.is_dir():
+        raise error(f"{option} {path_text}: a folder, not a file saved with torch.save")
     if not path.is_file():
         raise error(f"{option} {path_text}: not a file")
     try:
@@ -93,10 +119,17 @@ def read_input(text: str, error: ErrorClass = SpecError, numbers: bool = False):
     """
     import torch
 
+    if not text.strip():
+        raise error(
+            "--input is empty; give a file saved with torch.save"
+            + (" or numbers like 1,2,3" if numbers else "")
+        )
     if numbers:
         values = _numbers(text)
         if values is not None:
             return values
+        if "," in text and not Path(text).exists():
+            raise error(_not_numbers(text))
     value = load_saved(text, "--input", "a tensor", error)
     if not isinstance(value, torch.Tensor):
         raise error(

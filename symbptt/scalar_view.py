@@ -77,6 +77,7 @@ from sympy.matrices import MatrixBase
 
 from .derivation import Derivation, Gradient
 from .errors import SymbpttError
+from .limits import progress, require, scalar_view_cost
 from .matexpr import Elementwise
 from .program import split_name
 from .scalar import SCALAR_FUNCTIONS, scalar_symbols
@@ -464,9 +465,9 @@ class _Builder:
         cache[expr] = result
         return result
 
-    def program(self, steps: Iterable[Sequence]) -> None:
+    def program(self, steps: Sequence[Sequence], label: str) -> None:
         """Each step's assignments bound entry by entry into temporaries, one group per step."""
-        for step in steps:
+        for step in progress(steps, len(steps), label):
             group: list = []
             self.group = group
             cache: dict = {}
@@ -576,15 +577,18 @@ def scalar_view(derivation: Derivation, backend: str = "sympy", cse: bool = True
 
     Raises:
         ScalarViewError: an unknown backend, or a spec with several layers or directions.
+        SpecError: a view whose estimated time or memory is over the limits of
+            :mod:`symbptt.limits`.
         BackendUnavailableError: ``backend="symengine"`` without the symengine package.
     """
     spec = derivation.spec
     if spec.num_layers > 1 or spec.bidirectional:
         raise ScalarViewError("the scalar view is for one layer and one direction")
     algebra = _backend(backend)
+    require(scalar_view_cost(spec, backend))
     builder = _Builder(derivation, algebra)
-    builder.program(derivation.forward)
-    builder.program(derivation.backward)
+    builder.program(derivation.forward, "scalar view, forward step")
+    builder.program(derivation.backward, "scalar view, backward step")
     outputs = builder.outputs()
     definitions, output_exprs = _eliminated(builder, [expr for *_, expr in outputs], cse)
     temporaries, output_exprs = _numbered(definitions, output_exprs, algebra)

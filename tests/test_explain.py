@@ -81,7 +81,7 @@ def test_founding_case_json_matches_torch_computed_here(capsys):
     check_gradients(data, torch_grads("rnn", state, x))
     assert torch.equal(torch.tensor(data["weights"]["weight_hh_l0"]).float(), rnn.weight_hh_l0)
     assert data["input"] == [[1.0], [2.0], [3.0]]
-    assert data["loss"]["name"] == "hn"
+    assert data["loss"]["name"] == "h_n"
     h = torch.tensor(data["forward"]["h"])
     assert h.shape == (3, 2)
     assert data["loss"]["value"] == pytest.approx(h[-1].sum().item())

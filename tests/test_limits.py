@@ -308,3 +308,98 @@ def test_check_terminated_kills_its_child_and_removes_its_folder(tmp_path, signu
             check.kill()
         if pid_file.exists() and pid_file.read_text() and alive(int(pid_file.read_text())):
             os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+# --- explain, flow, scalar-view ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("1,,3", ["entry 2 of 3 is empty"]),
+        ("1,a,3", ["entry 2 of 3 'a' is not a number"]),
+        (",", ["entry 1 of 2 is empty"]),
+        ("", ["--input is empty"]),
+    ],
+)
+def test_explain_input_list_says_what_is_wrong(capsys, tmp_path, monkeypatch, value, words):
+    monkeypatch.chdir(tmp_path)
+    status, out, err = run_cli(capsys, "explain", f"--input={value}")
+    assert_one_line_error(status, err, *words)
+    assert "no such file" not in err
+
+
+@pytest.mark.parametrize("command", ["explain", "flow"])
+@pytest.mark.parametrize(("option", "words"), [("--weights", ["a folder"]), ("--input", [])])
+def test_a_folder_is_not_called_missing(capsys, tmp_path, monkeypatch, command, option, words):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d").mkdir()
+    status, out, err = run_cli(capsys, command, option, "d")
+    assert_one_line_error(status, err, "a folder", *words)
+    assert "no such file" not in err
+
+
+@pytest.mark.parametrize("command", ["explain", "flow"])
+@pytest.mark.parametrize("loss", ["h_n", "hn"])
+def test_both_spellings_of_the_loss(capsys, command, loss):
+    status, out, err = run_cli(capsys, command, "--loss", loss, "--format", "json")
+    assert status == 0, err
+
+
+def test_one_spelling_in_the_help(capsys):
+    for command in ("explain", "flow"):
+        status, out, _ = run_cli(capsys, command, "--help")
+        assert status == 0
+        assert "{h_n,output}" in out
+        assert "hn:" not in out
+
+
+def test_loss_api_takes_both_spellings():
+    from symbptt.explain import explain
+    from symbptt.numeric_inputs import loss_name
+
+    assert loss_name("hn") == loss_name("h_n") == "h_n"
+    with pytest.raises(SpecError, match="h_n"):
+        loss_name("c_n")
+    assert explain(symbptt.derive(), loss="h_n").loss == explain(symbptt.derive()).loss
+
+
+def test_flow_bad_seed_is_one_line(capsys):
+    status, out, err = run_cli(capsys, "flow", "--seed", "99999999999999999999")
+    assert_one_line_error(status, err, "--seed")
+
+
+def test_scalar_view_over_limit_is_refused(capsys):
+    status, out, err = run_cli(capsys, "scalar-view", "--hidden-size", "1000")
+    assert_one_line_error(status, err, "scalar view", "SYMBPTT_MAX_SECONDS")
+    from symbptt.scalar_view import scalar_view
+
+    with pytest.raises(SpecError, match="SYMBPTT_MAX_SECONDS"):
+        scalar_view(symbptt.derive(hidden_size=1000))
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["flow", "--steps", "3000", "--hidden-size", "2000"], ["gradient flow"]),
+        (["explain", "--steps", "5000", "--hidden-size", "1000"], ["explaining"]),
+    ],
+)
+def test_numeric_learner_tools_over_limit(capsys, argv, words):
+    status, out, err = run_cli(capsys, *argv)
+    assert_one_line_error(status, err, *words, "SYMBPTT_MAX_")
+
+
+def test_scalar_view_shows_progress_on_a_terminal(monkeypatch):
+    from symbptt.scalar_view import scalar_view
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(limits, "PROGRESS_AFTER", 0.0)
+    monkeypatch.setattr(limits, "_REDRAW", 0.0)
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    scalar_view(symbptt.derive(steps=4))
+    assert "symbptt: scalar view, backward step 3/4" in terminal.getvalue()
