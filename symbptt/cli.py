@@ -130,6 +130,11 @@ def _run_derive(args: argparse.Namespace) -> int:
         outputs.append((Path(args.latex), _document(derivation, Path(args.latex))))
     for path, _ in outputs:  # refuse before anything is written
         check_writable(path, force=args.force)
+    if not args.no_verify:  # a verification too large to run is refused before writing too
+        from .limits import require
+        from .verify import verify_cost
+
+        require(verify_cost(derivation.spec))
     for path, content in outputs:  # and write before printing: stdout cannot stop it
         write_generated(path, content, force=args.force)
     print(derivation.to_text(width=terminal_width()))

@@ -403,3 +403,13 @@ def test_scalar_view_shows_progress_on_a_terminal(monkeypatch):
     monkeypatch.setattr("sys.stderr", terminal)
     scalar_view(symbptt.derive(steps=4))
     assert "symbptt: scalar view, backward step 3/4" in terminal.getvalue()
+
+
+def test_derive_refuses_a_verification_too_large_before_writing(tmp_path, capsys):
+    from symbptt.cli import main
+
+    out = tmp_path / "out"
+    assert main(["derive", "--steps", "2", "--hidden-size", "20000", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "SYMBPTT_MAX_MEMORY_GB" in err
+    assert not out.exists()
