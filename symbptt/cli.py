@@ -134,7 +134,7 @@ def _run_derive(args: argparse.Namespace) -> int:
         from .limits import require
         from .verify import verify_cost
 
-        require(verify_cost(derivation.spec))
+        require(verify_cost(derivation.spec), announce=False)  # verify announces it
     for path, content in outputs:  # and write before printing: stdout cannot stop it
         write_generated(path, content, force=args.force)
     print(derivation.to_text(width=terminal_width()))
