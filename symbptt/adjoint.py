@@ -37,6 +37,14 @@ def _product(factors: list[sp.Basic]) -> sp.Basic | None:
     return factors[0] if len(factors) == 1 else MatMul(*factors)
 
 
+def _transpose(expr: sp.Basic) -> sp.Basic:
+    """``exprᵀ``, evaluated (``(W v)ᵀ = vᵀ Wᵀ``) except for an element-wise product or function,
+    which stays one transposed vector (``(f ⊙ h)ᵀ``, printed in code as one operand)."""
+    if isinstance(expr, (HadamardProduct, Elementwise)):
+        return Transpose(expr)
+    return Transpose(expr).doit()
+
+
 def hadamard(*args: sp.Basic) -> HadamardProduct:
     """``a ⊙ b ⊙ ...`` with nested products flattened."""
     flat = []
@@ -65,15 +73,15 @@ def vjp(expr: sp.Basic, cotangent: sp.Basic, output: MatrixSymbol | None = None)
         for k, factor in enumerate(factors):
             left, right = _product(factors[:k]), _product(factors[k + 1 :])
             parts = [] if coefficient == 1 else [coefficient]
-            parts += [Transpose(left).doit()] if left is not None else []
-            parts += [cotangent] + ([Transpose(right).doit()] if right is not None else [])
+            parts += [_transpose(left)] if left is not None else []
+            parts += [cotangent] + ([_transpose(right)] if right is not None else [])
             yield from vjp(factor, _product(parts))
     elif isinstance(expr, HadamardProduct):
         for k, arg in enumerate(expr.args):
             others = expr.args[:k] + expr.args[k + 1 :]
             yield from vjp(arg, hadamard(cotangent, *others))
     elif isinstance(expr, Transpose):
-        yield from vjp(expr.arg, Transpose(cotangent).doit())
+        yield from vjp(expr.arg, _transpose(cotangent))
     elif isinstance(expr, Elementwise):
         y = output if output is not None else expr
         yield from vjp(expr.arg, hadamard(cotangent, derivative_of_output(expr.name, y)))

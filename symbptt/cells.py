@@ -28,6 +28,7 @@ from __future__ import annotations
 import sympy as sp
 from sympy import HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix
 
+from .custom_cell import custom_step
 from .matexpr import Elementwise
 from .program import Assignment, Parameter, State, StepProgram, t, var
 from .spec import Spec
@@ -213,6 +214,10 @@ def masked(program: StepProgram) -> StepProgram:
 
 
 def step_program(spec: Spec) -> StepProgram:
-    """The step program of ``spec``'s cell family (masked when ``spec.packed``)."""
-    program = STEP_PROGRAMS[spec.family](spec)
+    """The step program of ``spec``'s cell family, or of its user-defined cell (masked when
+    ``spec.packed``)."""
+    if spec.custom is not None:
+        program = custom_step(spec.custom, spec.input_size, spec.hidden_size)
+    else:
+        program = STEP_PROGRAMS[spec.family](spec)
     return masked(program) if spec.packed else program

@@ -62,6 +62,11 @@ GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 """Row blocks of each family's stacked weights."""
 
 
+def _gates(spec: Spec) -> int:
+    """Row blocks of the stacked weights; a user-defined cell counts one per equation."""
+    return len(spec.custom.equations) if spec.custom is not None else GATES[spec.family]
+
+
 class CostWarning(UserWarning):
     """Announces work that takes long or much memory, before it starts."""
 
@@ -161,15 +166,20 @@ DERIVATION = {"rnn": (1.6e-3, 8e3), "gru": (6e-3, 35e3), "lstm": (8e-3, 40e3)}
 
 def derivation_cost(spec: Spec) -> Cost:
     """The symbolic derivation of ``spec`` (step program, adjoint, T steps, gradients)."""
-    seconds, bytes_ = DERIVATION[spec.family]
+    seconds, bytes_ = DERIVATION.get(spec.family, DERIVATION["lstm"])
+    if spec.custom is not None:  # measured per equation of the torch cells (LSTM: 6 + 4)
+        seconds, bytes_ = (
+            seconds * len(spec.custom.equations) / 2,
+            bytes_ * len(spec.custom.equations) / 2,
+        )
     derivations = 2 if spec.num_layers > 1 else 1
     steps = spec.steps * derivations
-    return Cost(f"deriving {spec.steps} steps of {spec.cell}", steps * seconds, steps * bytes_)
+    return Cost(f"deriving {spec.steps} steps of {spec.cell_name}", steps * seconds, steps * bytes_)
 
 
 def parameter_count(spec: Spec) -> int:
     """Numbers in the layer's parameters (all layers and directions)."""
-    gates, hidden, out = GATES[spec.family], spec.hidden_size, spec.output_size
+    gates, hidden, out = _gates(spec), spec.hidden_size, spec.output_size
     total = 0
     for layer in range(spec.num_layers):
         inputs = spec.input_size if layer == 0 else spec.directions * out
@@ -204,7 +214,7 @@ def numeric_cost(
     gradient (explain, flow): T more copies of the parameters.
     """
     params = parameter_count(spec)
-    states = spec.num_layers * spec.directions * GATES[spec.family] * spec.hidden_size
+    states = spec.num_layers * spec.directions * _gates(spec) * spec.hidden_size
     elements = spec.steps * batch * (spec.input_size + states)
     terms = spec.steps * params if per_step_terms else 0
     layers = spec.num_layers * spec.directions
@@ -229,7 +239,7 @@ def scalar_view_cost(spec: Spec, backend: str) -> Cost:
     """The scalar view of ``spec``'s derivation with ``backend``."""
     seconds, bytes_ = SCALAR_VIEW[backend]
     hidden = spec.hidden_size
-    units = spec.steps * GATES[spec.family] * hidden * (hidden + spec.input_size)
+    units = spec.steps * _gates(spec) * hidden * (hidden + spec.input_size)
     return Cost(f"the scalar view of {spec.describe()}", units * seconds, units * bytes_)
 
 

@@ -5,9 +5,10 @@ SymPy holds every other node (``MatrixSymbol``, ``MatMul``, ``MatAdd``, ``Hadama
 ``as_explicit()`` expands it to scalars (the scalar view). Derivatives of the activations are
 element-wise functions of the activation's OUTPUT ``y``, as torch computes them::
 
-    tanh'    = 1 - y ⊙ y
-    sigmoid' = y ⊙ (1 - y)
-    relu'    = [y > 0]
+    tanh'     = 1 - y ⊙ y           exp'        = y
+    sigmoid'  = y ⊙ (1 - y)         log'        = exp(−y)       (= 1/x)
+    relu'     = [y > 0]             softplus'   = 1 − exp(−y)   (= σ(x))
+                                    reciprocal' = −y ⊙ y        (= −1/x²)
 
 (generated code writes sigmoid' as ``y - y * y``, and the loop form as one
 ``torch.addcmul(y, y, y, value=-1)``: the same values, fewer tensor operations).
@@ -62,6 +63,53 @@ FUNCTIONS: dict[str, ElementwiseFunction] = {
         "torch.sigmoid({0})",
         derivative="dsigmoid",
         torch_out="torch.sigmoid({0}, out={1})",
+    ),
+    "exp": ElementwiseFunction(
+        sp.Lambda(_y, sp.exp(_y)),
+        r"\exp\left({0}\right)",
+        "exp({0})",
+        "torch.exp({0})",
+        derivative="dexp",
+        torch_out="torch.exp({0}, out={1})",
+    ),
+    "log": ElementwiseFunction(
+        sp.Lambda(_y, sp.log(_y)),
+        r"\log\left({0}\right)",
+        "log({0})",
+        "torch.log({0})",
+        derivative="dlog",
+        torch_out="torch.log({0}, out={1})",
+    ),
+    "softplus": ElementwiseFunction(
+        sp.Lambda(_y, sp.log(1 + sp.exp(_y))),
+        r"\operatorname{{softplus}}\left({0}\right)",
+        "softplus({0})",
+        "torch.nn.functional.softplus({0})",
+        derivative="dsoftplus",
+    ),
+    "reciprocal": ElementwiseFunction(
+        sp.Lambda(_y, 1 / _y),
+        r"\left({0}\right)^{{\circ -1}}",
+        "({0})⁻¹",
+        "torch.reciprocal({0})",
+        derivative="dreciprocal",
+        torch_out="torch.reciprocal({0}, out={1})",
+    ),
+    "dexp": ElementwiseFunction(sp.Lambda(_y, _y), "{0}", "{0}", "{0}"),
+    "dlog": ElementwiseFunction(
+        sp.Lambda(_y, sp.exp(-_y)), r"e^{{-{0}}}", "exp(−{0})", "torch.exp(-{0})"
+    ),
+    "dsoftplus": ElementwiseFunction(
+        sp.Lambda(_y, 1 - sp.exp(-_y)),
+        r"\left(1 - e^{{-{0}}}\right)",
+        "(1 − exp(−{0}))",
+        "(-torch.expm1(-{0}))",
+    ),
+    "dreciprocal": ElementwiseFunction(
+        sp.Lambda(_y, -(_y**2)),
+        r"\left(-{0} \odot {0}\right)",
+        "(−{0} ⊙ {0})",
+        "(-{0} * {0})",
     ),
     "dtanh": ElementwiseFunction(
         sp.Lambda(_y, 1 - _y**2),

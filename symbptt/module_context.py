@@ -653,6 +653,7 @@ def template_context(derivation: Derivation, name: str, marker: str) -> dict:
         "spec": spec,
         "name": name,
         "class_name": spec.torch_class,
+        "base_class": "_CellLayer" if spec.custom is not None else f"torch.nn.{spec.torch_class}",
         "constructor": constructor_arguments(spec),
         "marker": marker,
         "regenerate": f"symbptt derive {spec.cli_options()} --name {name}",

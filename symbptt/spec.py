@@ -8,6 +8,7 @@ import sys
 import warnings
 from dataclasses import dataclass, replace
 
+from .cell_definition import Cell
 from .errors import SpecError
 from .limits import CostWarning, derivation_cost, require, weights_cost
 
@@ -86,7 +87,8 @@ class Spec:
         bias: whether the layer has ``bias_ih`` and ``bias_hh``.
         loop: write the generated code as a loop over steps; ``None`` picks it above
             :data:`LOOP_FORM_THRESHOLD` steps.
-        cell: one of :data:`CELLS`.
+        cell: one of :data:`CELLS`, or a user-defined :class:`~symbptt.cell_definition.Cell`
+            (a layer over its equations, with parameters named as in its file).
         proj_size: P, LSTM only: ``h_t = W_hr (o_t ⊙ tanh(c_t))`` of size P < H; 0 for none.
         num_layers: stacked layers; layer k+1 reads layer k's output.
         bidirectional: a second direction per layer reads the sequence reversed.
@@ -105,7 +107,7 @@ class Spec:
     nonlinearity: str = "tanh"
     bias: bool = True
     loop: bool | None = None
-    cell: str = "rnn"
+    cell: str | Cell = "rnn"
     proj_size: int = 0
     num_layers: int = 1
     bidirectional: bool = False
@@ -114,7 +116,9 @@ class Spec:
     truncate: int = 0
 
     def __post_init__(self) -> None:
-        if self.cell not in CELLS:
+        if self.custom is not None:
+            self._check_custom()
+        elif self.cell not in CELLS:
             raise SpecError(f"unknown cell {self.cell!r}; choose one of {', '.join(CELLS)}")
         if self.steps is None:
             object.__setattr__(self, "steps", 1 if self.is_cell else 3)
@@ -147,6 +151,23 @@ class Spec:
             raise SpecError(f"loop must be True, False or None, got {self.loop!r}")
         self._check_network()
         self._check_cost()
+
+    def _check_custom(self) -> None:
+        """A user-defined cell: a layer whose parameters and sizes its file declares."""
+        fixed = [
+            option
+            for option, on in (
+                ("--nonlinearity", self.nonlinearity != "tanh"),
+                ("--no-bias", not self.bias),
+                ("--proj-size", self.proj_size),
+            )
+            if on
+        ]
+        if fixed:
+            raise SpecError(
+                f"{', '.join(fixed)} do not apply to the cell {self.cell.name} from "
+                f"{self.cell.source}: its parameters and functions are the ones its file declares"
+            )
 
     def _check_network(self) -> None:
         object.__setattr__(self, "num_layers", _positive_int(self.num_layers, "num_layers"))
@@ -215,18 +236,30 @@ class Spec:
         require(weights_cost(self), announce=False)
 
     @property
+    def custom(self) -> Cell | None:
+        """The user-defined cell, or None for torch's."""
+        return self.cell if isinstance(self.cell, Cell) else None
+
+    @property
+    def cell_name(self) -> str:
+        """``rnn``, ``lstm_cell``, ... or a user-defined cell's name."""
+        return self.custom.name if self.custom is not None else self.cell
+
+    @property
     def is_cell(self) -> bool:
         """Whether this is a single-step cell module (``RNNCell``, ...)."""
-        return self.cell.endswith("_cell")
+        return self.custom is None and self.cell.endswith("_cell")
 
     @property
     def family(self) -> str:
-        """``rnn``, ``lstm`` or ``gru``, whether a layer or a cell."""
-        return self.cell.removesuffix("_cell")
+        """``rnn``, ``lstm`` or ``gru``, whether a layer or a cell; ``custom`` for a
+        user-defined cell."""
+        return "custom" if self.custom is not None else self.cell.removesuffix("_cell")
 
     @property
     def torch_class(self) -> str:
-        return TORCH_CLASS[self.cell]
+        """torch's class (``LSTM``), or the user-defined cell's name (``MGU``)."""
+        return self.custom.name if self.custom is not None else TORCH_CLASS[self.cell]
 
     @property
     def output_size(self) -> int:
@@ -242,6 +275,8 @@ class Spec:
     def default_name(self) -> str:
         """File stem of the generated module, e.g. ``rnn_tanh_t3_i1_h2``."""
         kind = f"rnn_{self.nonlinearity}" if self.family == "rnn" else self.family
+        if self.custom is not None:
+            kind = self.custom.name.lower()
         if self.is_cell:
             kind += "_cell"
         name = f"{kind}_t{self.steps}_i{self.input_size}_h{self.hidden_size}"
@@ -278,6 +313,8 @@ class Spec:
             args.append("bidirectional=True")
         if self.proj_size:
             args.append(f"proj_size={self.proj_size}")
+        if self.custom is not None:
+            return f"{self.torch_class}({', '.join(args)})"
         return f"torch.nn.{self.torch_class}({', '.join(args)})"
 
     def describe(self) -> str:
@@ -291,7 +328,11 @@ class Spec:
 
     def cli_options(self) -> str:
         """The ``symbptt derive`` options that reproduce this spec."""
-        opts = [] if self.cell == "rnn" else [f"--cell {self.cell}"]
+        opts = (
+            []
+            if self.cell == "rnn"
+            else [f"--cell {self.custom.source if self.custom else self.cell}"]
+        )
         opts += [] if self.is_cell else [f"--steps {self.steps}"]
         opts += [f"--input-size {self.input_size}", f"--hidden-size {self.hidden_size}"]
         if self.proj_size:

@@ -31,6 +31,10 @@ SIGNATURES: dict[str, tuple[str, ...]] = {
 }
 """torch's constructor arguments before ``device`` and ``dtype``, in torch's order."""
 
+CUSTOM_LAYER = tuple(name for name in _LAYER if name != "bias")
+"""A user-defined cell's layer takes torch's layer arguments but ``bias`` (its file declares
+its parameters)."""
+
 FREE = ("batch_first",)
 """Arguments a generated module takes with any value, as torch's does."""
 
@@ -53,5 +57,5 @@ def constructor_arguments(spec: Spec) -> list[dict]:
     whether the module accepts other values (``free``)."""
     return [
         {"name": name, "default": repr(VALUES[name](spec)), "free": name in FREE}
-        for name in SIGNATURES[spec.torch_class]
+        for name in (CUSTOM_LAYER if spec.custom is not None else SIGNATURES[spec.torch_class])
     ]

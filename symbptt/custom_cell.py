@@ -1,0 +1,199 @@
+"""A cell file's equations as a step program: the checked tree of :mod:`symbptt.cell_expr`
+built into SymPy matrix expressions for concrete sizes, then derived like any torch cell.
+
+Each node type has one rule (:data:`RULES`)::
+
+    W @ v        ->  MatMul(W, v)                 (W a matrix parameter, v a vector)
+    u * v        ->  u ⊙ v  (vectors),  c v  (c a number)
+    u + v, u - v ->  MatAdd;  c + v  ->  c 1 + v  (1 the vector of ones)
+    u / c        ->  (1/c) u;   u / v  ->  u ⊙ reciprocal(v)
+    -v           ->  (−1) v
+    f(v)         ->  Elementwise(f, v)
+
+An equation ``y = f(expr)`` whose argument is not a bare name gets the pre-activation
+``a_y = expr`` of its own, as the torch cells' gates do (``a_f``, whose adjoint is ``δᶠ``): the
+gradients of the weights inside are then ``δᶠ xᵀ``, not the whole expression again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from fractions import Fraction
+
+import sympy as sp
+from sympy import HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix
+
+from .cell_definition import Cell
+from .cell_expr import Binary, Call, Equation, Node, Number, Ref, Unary
+from .errors import SpecError
+from .matexpr import Elementwise
+from .program import Assignment, Parameter, State, StepProgram, t, var
+
+FINAL_COTANGENT = {"h": "g[n]", "c": "gc[n]"}
+"""The symbol of ∂L/∂s_n for each state name the code generator supports."""
+
+
+class _Scope:
+    """The SymPy symbol of every name an equation may read, for concrete sizes."""
+
+    def __init__(self, cell: Cell, sizes: dict[str, int]) -> None:
+        self.sizes = sizes
+        self.current: dict[str, MatrixSymbol] = {
+            name: var(name, t, sizes[size]) for name, size in cell.inputs
+        }
+        self.previous = {name: var(name, t - 1, sizes[size]) for name, size in cell.states}
+        self.parameters = {
+            name: MatrixSymbol(name, sizes[shape[0]], sizes[shape[1]] if len(shape) > 1 else 1)
+            for name, shape in cell.parameters
+        }
+
+    def ref(self, node: Ref) -> MatrixSymbol:
+        if node.previous:
+            return self.previous[node.name]
+        if node.name in self.parameters:
+            return self.parameters[node.name]
+        return self.current[node.name]
+
+
+def _number(node: Node) -> sp.Rational:
+    """The exact value of a node of shape ``()`` (numbers and arithmetic on them)."""
+    value = _fraction(node)
+    return sp.Rational(value.numerator, value.denominator)
+
+
+def _fraction(node: Node) -> Fraction:
+    if isinstance(node, Number):
+        return node.value
+    if isinstance(node, Unary):
+        return -_fraction(node.operand)
+    if isinstance(node, Binary):
+        left, right = _fraction(node.left), _fraction(node.right)
+        if node.op == "/" and right == 0:
+            raise SpecError(f"line {node.line}: division by zero")
+        return SCALAR_OPS[node.op](left, right)
+    raise SpecError(f"line {node.line}: {node.function}() of a number has no matrix form")
+
+
+SCALAR_OPS: dict[str, Callable[[Fraction, Fraction], Fraction]] = {
+    "+": lambda a, b: a + b,
+    "-": lambda a, b: a - b,
+    "*": lambda a, b: a * b,
+    "/": lambda a, b: a / b,
+}
+
+
+def _scaled(c: sp.Rational, expr: sp.Basic) -> sp.Basic:
+    return expr if c == 1 else MatMul(c, expr)
+
+
+def _ones(c: sp.Rational, like: sp.Basic) -> sp.Basic:
+    return _scaled(c, OneMatrix(*like.shape))
+
+
+def _add(node: Binary, build) -> sp.Basic:
+    sign = 1 if node.op == "+" else -1
+    if node.left.shape == ():
+        right = build(node.right)
+        return MatAdd(_ones(_number(node.left), right), _scaled(sp.Integer(sign), right))
+    left = build(node.left)
+    if node.right.shape == ():
+        return MatAdd(left, _ones(sign * _number(node.right), left))
+    return MatAdd(left, _scaled(sp.Integer(sign), build(node.right)))
+
+
+def _multiply(node: Binary, build) -> sp.Basic:
+    if node.left.shape == ():
+        return _scaled(_number(node.left), build(node.right))
+    if node.right.shape == ():
+        return _scaled(_number(node.right), build(node.left))
+    return HadamardProduct(build(node.left), build(node.right))
+
+
+def _divide(node: Binary, build) -> sp.Basic:
+    if node.right.shape == ():
+        divisor = _number(node.right)
+        if divisor == 0:
+            raise SpecError(f"line {node.line}: division by zero")
+        return _scaled(1 / divisor, build(node.left))
+    return HadamardProduct(build(node.left), Elementwise("reciprocal", build(node.right)))
+
+
+BINARY = {
+    "@": lambda node, build: MatMul(build(node.left), build(node.right)),
+    "*": _multiply,
+    "+": _add,
+    "-": _add,
+    "/": _divide,
+}
+"""How each operator of a step equation becomes a matrix expression."""
+
+RULES = {
+    Ref: lambda node, build, scope: scope.ref(node),
+    Number: lambda node, build, scope: _number(node),
+    Unary: lambda node, build, scope: MatMul(-1, build(node.operand)),
+    Binary: lambda node, build, scope: BINARY[node.op](node, build),
+    Call: lambda node, build, scope: Elementwise(node.function, build(node.argument)),
+}
+"""Each node type of :mod:`symbptt.cell_expr` and the matrix expression it builds."""
+
+
+def _builder(scope: _Scope):
+    def build(node: Node) -> sp.Basic:
+        return RULES[type(node)](node, build, scope)
+
+    return build
+
+
+def _assignments(equation: Equation, build, scope: _Scope) -> list[Assignment]:
+    """``y = f(expr)`` as ``a_y = expr, y = f(a_y)``; any other equation as it is."""
+    size = scope.sizes[equation.value.shape[0]]
+    target = var(equation.target, t, size)
+    value = equation.value
+    scope.current[equation.target] = target
+    if isinstance(value, Call) and not isinstance(value.argument, Ref):
+        pre = var(f"a_{equation.target}", t, size)
+        return [
+            Assignment(pre, build(value.argument), "F"),
+            Assignment(target, Elementwise(value.function, pre), "F"),
+        ]
+    return [Assignment(target, build(value), "F")]
+
+
+def custom_step(cell: Cell, input_size: int, hidden_size: int) -> StepProgram:
+    """The step program of ``cell`` for I = ``input_size``, H = ``hidden_size``.
+
+    Parameters keep the file's names (``W_f``, torch name ``W_f_l0``) and shapes; vectors
+    are (H, 1) columns in the equations and (H,) tensors in the module.
+    """
+    sizes = {"I": input_size, "H": hidden_size}
+    scope = _Scope(cell, sizes)
+    build = _builder(scope)
+    assignments = []
+    for equation in cell.equations:
+        assignments += _assignments(equation, build, scope)
+    parameters = tuple(
+        Parameter(
+            f"{name}_l0",
+            name,
+            tuple(sizes[letter] for letter in shape),
+            f"{cell.name} parameter {name} ({', '.join(shape)})",
+            (scope.parameters[name],),
+        )
+        for name, shape in cell.parameters
+    )
+    states = tuple(
+        State(
+            var(name, t, sizes[size]),
+            scope.previous[name],
+            MatrixSymbol(FINAL_COTANGENT[name], sizes[size], 1),
+            name,
+        )
+        for name, size in cell.states
+    )
+    return StepProgram(
+        assignments=tuple(assignments),
+        inputs=tuple(scope.current[name] for name, _ in cell.inputs),
+        states=states,
+        output=states[0].new,
+        parameters=parameters,
+    )
