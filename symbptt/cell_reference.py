@@ -111,3 +111,87 @@ def network(
         if dropout_masks is not None and k < num_layers - 1:
             x = x * dropout_masks[k]
     return x, tuple(torch.stack(values) for values in finals)
+
+
+def parameter_shapes(spec) -> dict[str, tuple[int, ...]]:
+    """The parameters of a user-defined cell's layer by torch's naming (``W_f_l0``,
+    ``W_f_l1_reverse``) and their shapes, the file's letters resolved: I is the input size
+    of layer 0 and D·H above it."""
+    directions = 2 if spec.bidirectional else 1
+    shapes = {}
+    for k in range(spec.num_layers):
+        sizes = {"I": spec.input_size if k == 0 else directions * spec.hidden_size}
+        sizes["H"] = spec.hidden_size
+        for direction in range(directions):
+            suffix = f"_l{k}" + ("_reverse" if direction else "")
+            for name, shape in spec.custom.parameters:
+                shapes[name + suffix] = tuple(sizes[letter] for letter in shape)
+    return shapes
+
+
+class ReferenceLayer(torch.nn.Module):
+    """A user-defined cell's layer as torch would run it had it the cell: :func:`network`
+    under autograd, with the generated module's parameter names and call conventions, so
+    that :func:`symbptt.verify.compare` treats it as it treats ``torch.nn.LSTM``.
+
+    forward(input, hx=None) -> (output, h_n) for one state, (output, (h_n, c_n, ...)) for
+    several: input (L, N, I), (N, L, I) with batch_first, (L, I) unbatched, or a
+    PackedSequence (each sequence then runs alone over its own length).
+    """
+
+    def __init__(self, spec, device=None, dtype=None):
+        super().__init__()
+        self.cell: Cell = spec.custom
+        self.hidden_size = spec.hidden_size
+        self.num_layers = spec.num_layers
+        self.bidirectional = spec.bidirectional
+        self.batch_first = False
+        self.dropout = 0.0
+        for name, shape in parameter_shapes(spec).items():
+            tensor = torch.empty(shape, device=device, dtype=dtype)
+            self.register_parameter(name, torch.nn.Parameter(tensor))
+        bound = spec.hidden_size**-0.5
+        with torch.no_grad():
+            for parameter in self.parameters():
+                parameter.uniform_(-bound, bound)
+
+    def _states(self, hx, batch: int, like: torch.Tensor) -> list[torch.Tensor]:
+        rows = self.num_layers * (2 if self.bidirectional else 1)
+        if hx is None:
+            return [like.new_zeros((rows, batch, self.hidden_size)) for _ in self.cell.states]
+        return list(hx) if isinstance(hx, tuple) else [hx]
+
+    def _run(self, x: torch.Tensor, states: list[torch.Tensor]):
+        params = dict(self.named_parameters())
+        return network(self.cell, x, states, params, self.num_layers, self.bidirectional)
+
+    def forward(self, input, hx=None):
+        if isinstance(input, torch.nn.utils.rnn.PackedSequence):
+            return self._packed(input, hx)
+        batched = input.dim() == 3
+        x = input if batched else input.unsqueeze(1)
+        if batched and self.batch_first:
+            x = x.transpose(0, 1)
+        states = self._states(hx, x.shape[1], x)
+        if not batched and hx is not None:
+            states = [state.unsqueeze(1) for state in states]
+        output, final = self._run(x, states)
+        if not batched:
+            output, final = output.squeeze(1), tuple(state.squeeze(1) for state in final)
+        elif self.batch_first:
+            output = output.transpose(0, 1)
+        return output, final if len(final) > 1 else final[0]
+
+    def _packed(self, sequence, hx):
+        padded, lengths = torch.nn.utils.rnn.pad_packed_sequence(sequence)
+        states = self._states(hx, padded.shape[1], padded)
+        outputs, finals = [], [[] for _ in states]
+        for b, length in enumerate(lengths.tolist()):
+            own = [state[:, b : b + 1] for state in states]
+            output, final = self._run(padded[:length, b : b + 1], own)
+            outputs.append(output[:, 0])
+            for kept, value in zip(finals, final, strict=True):
+                kept.append(value)
+        output = torch.nn.utils.rnn.pack_sequence(outputs, enforce_sorted=False)
+        final = tuple(torch.cat(values, 1) for values in finals)
+        return output, final if len(final) > 1 else final[0]

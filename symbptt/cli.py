@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import CodegenError, SymbpttError
+from .errors import CodegenError, SpecError, SymbpttError
 from .spec import CELLS
 
 LEARNER_COMMANDS = {
@@ -41,8 +41,8 @@ def _spec_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--cell",
         default="rnn",
-        metavar="{" + ",".join(CELLS) + "}",
-        help="torch module to derive (default rnn)",
+        metavar="{" + ",".join(CELLS) + "} or FILE.toml",
+        help="torch module to derive (default rnn), or a cell file (see examples/cells/)",
     )
     group.add_argument("--steps", type=int, help="time steps T (default 3; cells are 1 step)")
     group.add_argument("--input-size", type=int, default=1, help="input_size I (default 1)")
@@ -78,6 +78,24 @@ def _spec_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def cell_from_args(value: str):
+    """``--cell``: one of torch's (``lstm``) or a cell file's path, read as a Cell.
+
+    Raises:
+        SpecError: neither (the file's problems come as ``FILE:LINE:COL: message``).
+    """
+    if value in CELLS:
+        return value
+    if not value.endswith(".toml") and not Path(value).exists():
+        raise SpecError(
+            f"unknown cell {value!r}; choose one of {', '.join(CELLS)}, or give a cell file "
+            "(FILE.toml, see examples/cells/)"
+        )
+    from .cell_definition import Cell
+
+    return Cell.from_file(value)
+
+
 def derivation_from_args(args: argparse.Namespace):
     from .derivation import derive
 
@@ -88,7 +106,7 @@ def derivation_from_args(args: argparse.Namespace):
         nonlinearity=args.nonlinearity,
         bias=args.bias,
         loop=args.loop,
-        cell=args.cell,
+        cell=cell_from_args(args.cell),
         proj_size=args.proj_size,
         num_layers=args.num_layers,
         bidirectional=args.bidirectional,

@@ -243,7 +243,7 @@ def derive(
     nonlinearity: str = "tanh",
     bias: bool = True,
     loop: bool | None = None,
-    cell: str = "rnn",
+    cell: "str | Cell" = "rnn",
     proj_size: int = 0,
     num_layers: int = 1,
     bidirectional: bool = False,

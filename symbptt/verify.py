@@ -135,8 +135,15 @@ def _flatten(value) -> list:
 
 
 def torch_reference(spec, device: str, dtype):
-    """``torch.nn.<Class>`` with the spec's options (weights from torch's own init)."""
+    """``torch.nn.<Class>`` with the spec's options (weights from torch's own init); for a
+    user-defined cell, its equations evaluated step by step under autograd
+    (:class:`~symbptt.cell_reference.ReferenceLayer`)."""
     import torch
+
+    if spec.custom is not None:
+        from .cell_reference import ReferenceLayer
+
+        return ReferenceLayer(spec, device=device, dtype=dtype)
 
     options = {"bias": spec.bias, "device": device, "dtype": dtype}
     if spec.family == "rnn":
@@ -152,6 +159,20 @@ def torch_reference(spec, device: str, dtype):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch's note that dropout needs num_layers > 1
         return getattr(torch.nn, spec.torch_class)(spec.input_size, spec.hidden_size, **options)
+
+
+def state_names_sizes(spec: Spec) -> list[tuple[str, int]]:
+    """The carried states, the output's first, and their sizes: ``h`` (H_out), ``c`` (H) for
+    an LSTM; a user-defined cell's as its file declares them."""
+    if spec.custom is not None:
+        sizes = {"I": spec.input_size, "H": spec.hidden_size}
+        return [(name, sizes[letter]) for name, letter in spec.custom.states]
+    states = [("h", spec.output_size)]
+    return states + ([("c", spec.hidden_size)] if spec.family == "lstm" else [])
+
+
+def state_sizes(spec: Spec) -> list[int]:
+    return [size for _, size in state_names_sizes(spec)]
 
 
 def _truncated(layer, x, hx, spec, batch_first: bool) -> list:
@@ -235,14 +256,14 @@ def compare(
         steps = (spec.steps, *rows) if not batch_first or batch is None else (*rows, spec.steps)
         x = randn(*steps, spec.input_size)
         states = [randn(spec.num_layers * spec.directions, *rows, spec.output_size)]
-    if spec.family == "lstm":
-        states.append(randn(*states[0].shape[:-1], spec.hidden_size))
+    for size in state_sizes(spec)[1:]:
+        states.append(randn(*states[0].shape[:-1], size))
 
     results, cotangents = [], None
     with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):  # true float32 on cuDNN
         for layer in (generated, reference):
             leaves = [x.clone().requires_grad_()] + [s.clone().requires_grad_() for s in states]
-            hx = tuple(leaves[1:]) if spec.family == "lstm" else leaves[1]
+            hx = tuple(leaves[1:]) if len(states) > 1 else leaves[1]
             sequence = leaves[0]
             if lengths is not None:
                 sequence = torch.nn.utils.rnn.pack_padded_sequence(
@@ -262,12 +283,13 @@ def compare(
             wrt = wrt + list(layer.parameters())
             grads = torch.autograd.grad(outputs, wrt, cotangents)
             results.append([o.detach() for o in outputs] + list(grads))
-    names = ["output", "h_n", "c_n"] if spec.family == "lstm" else ["output", "h_n"]
-    if spec.is_cell:
-        names = ["h'", "c'"] if spec.family == "lstm" else ["h'"]
+    state_names = [name for name, _ in state_names_sizes(spec)]
+    names = [f"{name}'" for name in state_names]
+    if not spec.is_cell:
+        names = ["output"] + [f"{name}_n" for name in state_names]
     names += ["grad input"]
     if given_state:
-        names += ["grad h_0", "grad c_0"] if spec.family == "lstm" else ["grad h_0"]
+        names += [f"grad {name}_0" for name in state_names]
     names += [f"grad {name}" for name, _ in reference.named_parameters()]
     tolerance = TOLERANCE[dtype]
     checks = []
@@ -280,8 +302,11 @@ def compare(
     where = "cuDNN" if device == "cuda" else "CPU"
     mode = ", dropout off" if spec.dropout else ""
     packed = f", packed lengths {lengths}" if lengths is not None else ""
+    against = f"torch.nn.{spec.torch_class} ({where})"
+    if spec.custom is not None:
+        against = f"its equations evaluated step by step under autograd ({where})"
     description = (
-        f"generated module vs torch.nn.{spec.torch_class} ({where}), same weights, {dtype}, "
+        f"generated module vs {against}, same weights, {dtype}, "
         f"batch {batch}{packed}, random cotangents, seed {seed}{mode}"
     )
     return Report(description, tuple(checks))
