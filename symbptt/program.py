@@ -99,6 +99,9 @@ class Parameter:
     shape: tuple[int, ...]
     description: str
     blocks: tuple[MatrixSymbol, ...]
+    letters: tuple[str, str] | None = None
+    """Its shape in size letters (``("H", "I")``, a vector ``("H", "1")``), where the cell
+    declares it; torch's cells' follow from their argument names."""
 
 
 @dataclass(frozen=True)

@@ -309,6 +309,8 @@ def _letters(symbol: MatrixSymbol, derivation: Derivation) -> tuple[str, str]:
 
 
 def _parameter_letters(parameter: Parameter, derivation: Derivation) -> tuple[str, str]:
+    if parameter.letters is not None:
+        return parameter.letters
     out = "P" if derivation.spec.proj_size else "H"
     letters = {"weight_ih": ("H", "I"), "weight_hh": ("H", out), "weight_hr": ("P", "H")}
     return letters.get(parameter.argument, ("H", "1"))
@@ -492,6 +494,15 @@ def _md_code(text: str) -> str:
     return f"`{text}`"
 
 
+def _class_title(spec, code: Callable[[str], str]) -> str:
+    """``torch.nn.LSTM``, or a user-defined cell's name and description."""
+    if spec.custom is None:
+        return code(f"torch.nn.{spec.torch_class}")
+    plain = _tex_text if code is _tex_code else str
+    described = f" ({plain(spec.custom.description)})" if spec.custom.description else ""
+    return code(spec.torch_class) + described
+
+
 def _context(derivation: Derivation, code: Callable[[str], str]) -> dict:
     """Everything a document template lays out; ``code`` formats an inline code span."""
     spec = derivation.spec
@@ -506,7 +517,7 @@ def _context(derivation: Derivation, code: Callable[[str], str]) -> dict:
         "describe": spec.describe(),
         "regenerate": f"symbptt latex {spec.cli_options()} -o FILE",
         "layer": code(spec.torch_constructor()),
-        "torch_class": code(f"torch.nn.{spec.torch_class}"),
+        "torch_class": _class_title(spec, code),
         "family": spec.family,
         "is_cell": cell,
         "packed": spec.packed,

@@ -59,7 +59,12 @@ class MatrixNotation:
         return "1"
 
     def _print_HadamardProduct(self, expr: HadamardProduct) -> str:
-        return self.hadamard.join(self._operand(arg) for arg in expr.args)
+        """``u ⊙ v``; a product operand is grouped, ``(Wᵀ δ) ⊙ f``, which would otherwise read
+        as ``Wᵀ (δ ⊙ f)``."""
+        return self.hadamard.join(
+            self.group(self._print(arg)) if isinstance(arg, MatMul) else self._operand(arg)
+            for arg in expr.args
+        )
 
     def _print_Transpose(self, expr: Transpose) -> str:
         return self.transpose.format(self._operand(expr.arg))
