@@ -176,7 +176,7 @@ def custom_step(cell: Cell, input_size: int, hidden_size: int) -> StepProgram:
             f"{name}_l0",
             name,
             tuple(sizes[letter] for letter in shape),
-            f"{cell.name} parameter {name}",
+            f"parameter of {cell.name}",
             (scope.parameters[name],),
             (shape[0], shape[1] if len(shape) > 1 else "1"),
         )

@@ -262,6 +262,17 @@ class Spec:
         return self.custom.name if self.custom is not None else TORCH_CLASS[self.cell]
 
     @property
+    def states(self) -> list[tuple[str, int]]:
+        """The carried states, the output's first, and their sizes: ``h`` (H_out), then ``c``
+        (H) for an LSTM; a user-defined cell's as its file declares them."""
+        if self.custom is not None:
+            sizes = {"I": self.input_size, "H": self.hidden_size}
+            return [(name, sizes[letter]) for name, letter in self.custom.states]
+        return [("h", self.output_size)] + (
+            [("c", self.hidden_size)] if self.family == "lstm" else []
+        )
+
+    @property
     def output_size(self) -> int:
         """H_out: ``proj_size`` when projecting, else ``hidden_size``."""
         return self.proj_size or self.hidden_size

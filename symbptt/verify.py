@@ -161,20 +161,6 @@ def torch_reference(spec, device: str, dtype):
         return getattr(torch.nn, spec.torch_class)(spec.input_size, spec.hidden_size, **options)
 
 
-def state_names_sizes(spec: Spec) -> list[tuple[str, int]]:
-    """The carried states, the output's first, and their sizes: ``h`` (H_out), ``c`` (H) for
-    an LSTM; a user-defined cell's as its file declares them."""
-    if spec.custom is not None:
-        sizes = {"I": spec.input_size, "H": spec.hidden_size}
-        return [(name, sizes[letter]) for name, letter in spec.custom.states]
-    states = [("h", spec.output_size)]
-    return states + ([("c", spec.hidden_size)] if spec.family == "lstm" else [])
-
-
-def state_sizes(spec: Spec) -> list[int]:
-    return [size for _, size in state_names_sizes(spec)]
-
-
 def _truncated(layer, x, hx, spec, batch_first: bool) -> list:
     """torch's module over chunks of ``spec.truncate`` steps, the state detached in between."""
     import torch
@@ -256,7 +242,7 @@ def compare(
         steps = (spec.steps, *rows) if not batch_first or batch is None else (*rows, spec.steps)
         x = randn(*steps, spec.input_size)
         states = [randn(spec.num_layers * spec.directions, *rows, spec.output_size)]
-    for size in state_sizes(spec)[1:]:
+    for _, size in spec.states[1:]:
         states.append(randn(*states[0].shape[:-1], size))
 
     results, cotangents = [], None
@@ -283,7 +269,7 @@ def compare(
             wrt = wrt + list(layer.parameters())
             grads = torch.autograd.grad(outputs, wrt, cotangents)
             results.append([o.detach() for o in outputs] + list(grads))
-    state_names = [name for name, _ in state_names_sizes(spec)]
+    state_names = [name for name, _ in spec.states]
     names = [f"{name}'" for name in state_names]
     if not spec.is_cell:
         names = ["output"] + [f"{name}_n" for name in state_names]
