@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .explain_ledger import LOSSES, TOLERANCE, Explanation, GradientTerms
+from .printing.names import SUPERSCRIPT
 
 _SUBSCRIPT = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 
@@ -125,11 +126,11 @@ def _gradient_table(grad: GradientTerms, width: int) -> Table:
 def explanation_blocks(e: Explanation, width: int = 100) -> list[Block]:
     spec = e.spec
     expression, cotangents = LOSSES[e.loss]
-    if spec.family == "lstm":
-        cotangents += ", gᶜₙ = 0"
+    others = [name for name, _ in spec.states[1:]]
+    cotangents += "".join(f", g{name.translate(SUPERSCRIPT)}ₙ = 0" for name in others)
     if spec.is_cell:
         expression = "L = h'.sum()"
-        cotangents = "∂L/∂h' = 1" + (", ∂L/∂c' = 0" if spec.family == "lstm" else "")
+        cotangents = "∂L/∂h' = 1" + "".join(f", ∂L/∂{name}' = 0" for name in others)
     zero_states = ", ".join(f"{s}₀ = 0" for s in e.states)
     blocks = [
         Block("heading", f"symbptt explain: {spec.describe()}", 1),
@@ -139,8 +140,13 @@ def explanation_blocks(e: Explanation, width: int = 100) -> list[Block]:
                 f"weights: {e.weights_source}, run in float64",
                 f"input:   x {e.input_source} (unbatched, run as batch 1); {zero_states}",
                 f"loss:    {expression} = {_number(e.loss_value)} (cotangents {cotangents})",
-                "generated forward/backward(per_step=True) against torch.nn."
-                f"{spec.torch_class} and autograd, same weights",
+                "generated forward/backward(per_step=True) against "
+                + (
+                    f"torch.nn.{spec.torch_class}"
+                    if spec.custom is None
+                    else "its equations evaluated step by step"
+                )
+                + " and autograd, same weights",
                 *_truncation_note(spec),
             ],
         ),

@@ -187,7 +187,7 @@ def explain(
         input_source = f"random from N(0, 1) with seed {seed}"
     weights = {name: value.detach().to(torch.float64) for name, value in weights.items()}
     x = x.detach().to(torch.float64)
-    steps, family = spec.steps, spec.family
+    steps = spec.steps
 
     # torch's own module and autograd
     reference = reference_module(spec, weights=weights)
@@ -199,7 +199,7 @@ def explain(
         output = h_last.reshape(1, -1)
     else:
         output, state = result
-        h_last = state[0] if family == "lstm" else state
+        h_last = state[0] if len(spec.states) > 1 else state
     torch_loss = h_last.sum() if loss == "h_n" else output.sum()
     torch_grads = dict(
         zip(named, torch.autograd.grad(torch_loss, list(named.values())), strict=True)
@@ -248,7 +248,7 @@ def explain(
         float(gen_loss)
     ):
         raise VerificationError("the run overflowed float64 (NaN or infinite values)")
-    states = ("h", "c") if family == "lstm" else ("h",)
+    states = tuple(name for name, _ in spec.states)
     return Explanation(
         spec=spec,
         weights=weights,

@@ -128,7 +128,7 @@ def render_json(flow: Flow, equations: list[str], latex: bool, source: str) -> s
         "options": flow.spec.cli_options(),
         "source": source,
         "loss": LOSSES[flow.loss],
-        "state": ["h", "c"] if flow.spec.family == "lstm" else ["h"],
+        "state": [name for name, _ in flow.spec.states],
         "parameter": flow.parameter,
         "symbolic": {"format": "latex" if latex else "text", "equations": equations},
         "rows": [

@@ -117,7 +117,7 @@ def _at_k(expr: sp.Basic) -> sp.Basic:
 
 def _state_text(spec: Spec, style: str, index: str) -> str:
     """``hₜ`` or ``(hₜ, cₜ)`` (text), ``h_{t}`` or ``(h_{t}, c_{t})`` (LaTeX)."""
-    names = ["h", "c"] if spec.family == "lstm" else ["h"]
+    names = [name for name, _ in spec.states]
     if style == "text":
         sub = {"T": "_T", "t": "ₜ", "t-1": "ₜ₋₁"}.get(index)
         if sub is None:
@@ -190,6 +190,16 @@ def symbolic_lines(derivation: Derivation, style: str = "text") -> list[str]:
 
 def chain_notation(spec: Spec) -> dict[str, str]:
     """The chain, the state and the final state in text: ``∂h_T/∂hₜ``, ``state hₜ``, ``h_T``."""
-    if spec.family == "lstm":
-        return {"chain": "∂(h_T,c_T)/∂(hₜ,cₜ)", "state": "state (hₜ, cₜ)", "final": "(h_T, c_T)"}
-    return {"chain": "∂h_T/∂hₜ", "state": "state hₜ", "final": "h_T"}
+    names = [name for name, _ in spec.states]
+    if len(names) > 1:
+        final, now = ",".join(f"{n}_T" for n in names), ",".join(f"{n}ₜ" for n in names)
+        return {
+            "chain": f"∂({final})/∂({now})",
+            "state": f"state ({now.replace(',', ', ')})",
+            "final": f"({final.replace(',', ', ')})",
+        }
+    return {
+        "chain": f"∂{names[0]}_T/∂{names[0]}ₜ",
+        "state": f"state {names[0]}ₜ",
+        "final": f"{names[0]}_T",
+    }

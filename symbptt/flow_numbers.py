@@ -177,7 +177,7 @@ PER_STEP = (1e-3, 2.5e-9)
 def flow_cost(spec: Spec) -> Cost:
     """The estimated cost of :func:`gradient_flow` for ``spec`` (one sequence)."""
     numbers = numeric_cost(spec, f"the gradient flow of {spec.describe()}", per_step_terms=True)
-    states = spec.output_size + (spec.hidden_size if spec.family == "lstm" else 0)
+    states = sum(size for _, size in spec.states)
     chain = spec.steps * (PER_STEP[0] + PER_STEP[1] * states**3)
     return Cost(numbers.what, numbers.seconds + chain, numbers.bytes)
 
@@ -196,14 +196,26 @@ def check_supported(spec: Spec) -> None:
 
 def _run_torch(module, spec: Spec, x: torch.Tensor, states: tuple[torch.Tensor, ...]):
     """torch's module on unbatched ``x`` (T, I) from ``states``; return (output, final states)."""
+    several = len(spec.states) > 1
     if spec.is_cell:
-        result = module(x[0], states if spec.family == "lstm" else states[0])
-        final = result if spec.family == "lstm" else (result,)
+        result = module(x[0], states if several else states[0])
+        final = result if several else (result,)
         return final[0].unsqueeze(0), tuple(final)
     hx = tuple(s.unsqueeze(0) for s in states)
-    output, final = module(x, hx if spec.family == "lstm" else hx[0])
-    final = final if spec.family == "lstm" else (final,)
+    output, final = module(x, hx if several else hx[0])
+    final = final if several else (final,)
     return output, tuple(s.squeeze(0) for s in final)
+
+
+def recurrent_parameter(derivation) -> str:
+    """torch's name of the weight the state is multiplied by each step: ``weight_hh`` of
+    torch's cells; a user-defined cell's first H × H matrix (``U_f``), else its first
+    parameter."""
+    parameters = derivation.parameters
+    for p in parameters:
+        if p.argument == "weight_hh" or p.letters == ("H", "H"):
+            return p.torch_name
+    return parameters[0].torch_name
 
 
 def _relative_error(actual, expected) -> float:
@@ -307,7 +319,7 @@ def gradient_flow(
     if len(zeros) > 1:
         arguments["grad_c_n"] = zeros[1]
     grads = generated.backward(**_accepted(generated.backward, arguments))
-    (parameter,) = [p.torch_name for p in derivation.parameters if p.argument == "weight_hh"]
+    parameter = recurrent_parameter(derivation)
     per_step = grads["per_step"][parameter]
 
     # torch autograd: the final state, ∂s_T/∂s_0 and ∂L/∂W_hh

@@ -16,7 +16,7 @@ from sympy import MatrixSymbol
 from ..program import Parameter, split_name, t
 
 _SUBSCRIPT = str.maketrans("0123456789+-tn", "₀₁₂₃₄₅₆₇₈₉₊₋ₜₙ")
-_SUPERSCRIPT = str.maketrans("ifgorznhc", "ⁱᶠᵍᵒʳᶻⁿʰᶜ")
+SUPERSCRIPT = str.maketrans("ifgorznhc", "ⁱᶠᵍᵒʳᶻⁿʰᶜ")
 
 TEXT_BASE = {
     "delta": "δ",
@@ -58,7 +58,7 @@ def text_base(base: str) -> str:
     gated = _gate_base(base)
     if gated:
         head, gate = gated
-        return TEXT_BASE.get(head, head) + gate.translate(_SUPERSCRIPT)
+        return TEXT_BASE.get(head, head) + gate.translate(SUPERSCRIPT)
     return TEXT_BASE.get(base, base)
 
 
