@@ -7,6 +7,7 @@
 >>> RNN = d.load().RNN          # drop-in for torch.nn.RNN whose backward is the derivation
 """
 
+from .cell_definition import Cell
 from .derivation import Derivation, Gradient, derive
 from .errors import (
     CodegenError,
@@ -18,6 +19,7 @@ from .errors import (
 from .spec import Spec
 
 __all__ = [
+    "Cell",
     "CodegenError",
     "Derivation",
     "DerivationError",

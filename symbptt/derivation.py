@@ -15,6 +15,7 @@ import sympy as sp
 from sympy import MatAdd, MatrixSymbol, ZeroMatrix
 
 from .adjoint import StepAdjoint, adjoint_symbol, carry_symbol, step_adjoint
+from .cell_definition import Cell
 from .cells import step_program
 from .program import Assignment, Parameter, StepProgram, at_step, shift, split_name, t
 from .spec import Spec
@@ -243,7 +244,7 @@ def derive(
     nonlinearity: str = "tanh",
     bias: bool = True,
     loop: bool | None = None,
-    cell: "str | Cell" = "rnn",
+    cell: str | Cell = "rnn",
     proj_size: int = 0,
     num_layers: int = 1,
     bidirectional: bool = False,
@@ -255,7 +256,8 @@ def derive(
 
     ``derive()`` is the founding case, ``torch.nn.RNN(input_size=1, hidden_size=2)`` over 3
     steps; ``cell`` is one of ``rnn``, ``lstm``, ``gru``, ``rnn_cell``, ``lstm_cell``,
-    ``gru_cell`` (steps default to 3 for layers, 1 for cells). ``num_layers``,
+    ``gru_cell`` (steps default to 3 for layers, 1 for cells), or a user-defined cell,
+    ``Cell.from_file("mgu.toml")``, derived as a layer over its file's equations. ``num_layers``,
     ``bidirectional``, ``dropout`` and ``proj_size`` mean what they mean in torch; ``packed``
     makes the generated module accept ``PackedSequence`` input; ``truncate=k`` derives the
     k-step truncated gradient.
