@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from .explain_ledger import LOSSES, TOLERANCE, Explanation, GradientTerms
 from .printing.names import SUPERSCRIPT
+from .verify import reference_name
 
 _SUBSCRIPT = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 
@@ -141,12 +142,7 @@ def explanation_blocks(e: Explanation, width: int = 100) -> list[Block]:
                 f"input:   x {e.input_source} (unbatched, run as batch 1); {zero_states}",
                 f"loss:    {expression} = {_number(e.loss_value)} (cotangents {cotangents})",
                 "generated forward/backward(per_step=True) against "
-                + (
-                    f"torch.nn.{spec.torch_class}"
-                    if spec.custom is None
-                    else "its equations evaluated step by step"
-                )
-                + " and autograd, same weights",
+                f"{reference_name(spec)} and autograd, same weights",
                 *_truncation_note(spec),
             ],
         ),

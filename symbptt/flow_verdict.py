@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 
 from .flow_numbers import TOLERANCE, Flow
+from .verify import reference_name
 
 VANISHING = 1e-3
 """A chain norm (or a step's term) below this fraction of its t = T value is vanishing."""
@@ -118,7 +119,8 @@ def check_line(flow: Flow) -> str:
     what = ", ".join(flow.errors)
     if flow.ok:
         return (
-            f"checked against torch.nn.{flow.spec.torch_class} autograd (float64): {what} "
+            f"checked against {reference_name(flow.spec)}"
+            f"{' autograd' if flow.spec.custom is None else ' under autograd'} (float64): {what} "
             f"match (max relative error {worst:.1e})"
         )
     failed = [name for name, e in flow.errors.items() if e > TOLERANCE]

@@ -134,6 +134,14 @@ def _flatten(value) -> list:
     return [value]
 
 
+def reference_name(spec: Spec) -> str:
+    """What the generated module is checked against: ``torch.nn.LSTM``, or for a
+    user-defined cell its equations run step by step (:mod:`symbptt.cell_reference`)."""
+    if spec.custom is None:
+        return f"torch.nn.{spec.torch_class}"
+    return f"the equations of {spec.torch_class} run step by step"
+
+
 def torch_reference(spec, device: str, dtype):
     """``torch.nn.<Class>`` with the spec's options (weights from torch's own init); for a
     user-defined cell, its equations evaluated step by step under autograd
@@ -288,9 +296,7 @@ def compare(
     where = "cuDNN" if device == "cuda" else "CPU"
     mode = ", dropout off" if spec.dropout else ""
     packed = f", packed lengths {lengths}" if lengths is not None else ""
-    against = f"torch.nn.{spec.torch_class} ({where})"
-    if spec.custom is not None:
-        against = f"its equations evaluated step by step under autograd ({where})"
+    against = f"{reference_name(spec)}{'' if spec.custom is None else ' under autograd'} ({where})"
     description = (
         f"generated module vs {against}, same weights, {dtype}, "
         f"batch {batch}{packed}, random cotangents, seed {seed}{mode}"
