@@ -18,6 +18,7 @@ from .adjoint import StepAdjoint, adjoint_symbol, carry_symbol, step_adjoint
 from .cell_definition import Cell
 from .cells import step_program
 from .program import Assignment, Parameter, StepProgram, at_step, shift, split_name, t
+from .recurrence import linear_states
 from .spec import Spec
 
 
@@ -71,6 +72,12 @@ class Derivation:
     def upper(self) -> Derivation | None:
         """The derivation of layers 1.. (they read D·H_out features), if there are any."""
         return Derivation(self.spec.layer(1)) if self.spec.num_layers > 1 else None
+
+    @cached_property
+    def linear_states(self) -> tuple[str, ...]:
+        """The states, when each follows ``s_t = a_t ⊙ s_{t-1} + b_t`` with no gate reading a
+        state (minGRU, minLSTM; :mod:`symbptt.recurrence`); else ``()``."""
+        return linear_states(self.step)
 
     @property
     def parameters(self) -> tuple[Parameter, ...]:

@@ -237,3 +237,15 @@ def test_latex_of_every_catalogue_cell_compiles(name, tmp_path):
 def test_equations_in_the_users_names():
     text = symbptt.derive(cell=cell("mgu")).to_text()
     assert "W_f xₜ" in text and "U_n (fₜ ⊙ hₜ₋₁)" in text and "δᶠₜ" in text
+
+
+def test_linear_recurrences_are_recognised():
+    """minGRU and minLSTM (gates free of h) are, and say so; a gate reading h, or a
+    nonlinearity of h, makes a cell not one."""
+    for name, linear in [("mingru", True), ("minlstm", True), ("mgu", False)]:
+        derivation = symbptt.derive(cell=cell(name))
+        assert derivation.linear_states == (("h",) if linear else ())
+        assert ("Linear recurrence: hₜ = aₜ ⊙ hₜ₋₁ + bₜ" in derivation.to_text()) is linear
+    for name in ("indrnn", "leaky_rnn", "janet", "peephole_lstm"):
+        assert symbptt.derive(cell=cell(name)).linear_states == ()
+    assert symbptt.derive(cell="gru").linear_states == ()

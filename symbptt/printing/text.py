@@ -145,6 +145,17 @@ def derivation_text(derivation: Derivation, width: int = 100) -> str:
     elif spec.family == "gru":
         lines.append("aˣₜ is the pre-activation of gate x; aʰⁿₜ = W_hn hₜ₋₁ + b_hn sits inside r.")
 
+    if derivation.linear_states:
+        states = ", ".join(f"{s}ₜ = aₜ ⊙ {s}ₜ₋₁ + bₜ" for s in derivation.linear_states)
+        lines.append(
+            wrap(
+                f"Linear recurrence: {states}, with no gate reading a state, so a parallel "
+                "scan could run it and its adjoint in depth O(log T); the generated code "
+                "still runs the steps one by one.",
+                width,
+                0,
+            )
+        )
     section("Forward, step t")
     equations("Ft", _assignments(program.assignments))
     section(f"Forward, unrolled for T = {spec.steps}")
