@@ -249,3 +249,23 @@ def test_linear_recurrences_are_recognised():
     for name in ("indrnn", "leaky_rnn", "janet", "peephole_lstm"):
         assert symbptt.derive(cell=cell(name)).linear_states == ()
     assert symbptt.derive(cell="gru").linear_states == ()
+
+
+def test_latex_of_names_with_an_underscore_compiles(tmp_path):
+    """A step variable ``f_n`` is written ``f_{\\mathrm{n},t}``, not the double subscript
+    ``f_n_{t}`` pdflatex refuses."""
+    from symbptt.printing.document import compile_pdf
+
+    text = (CELLS_DIR / "minlstm.toml").read_text()
+    step = 'h = "f / (f + i) * h[t-1]'
+    assert step in text
+    text = text.replace(step, 'f_n = "f / (f + i)"\nh = "f_n * h[t-1]')
+    derivation = symbptt.derive(cell=symbptt.Cell.from_string(text, "minlstm_fn.toml"))
+    assert "f_{\\mathrm{n},t}" in derivation.to_latex()
+    if shutil.which("pdflatex") is None:
+        if os.environ.get("CI"):
+            pytest.fail("pdflatex is required in CI to check the LaTeX documents")
+        pytest.skip("pdflatex not installed; the LaTeX documents are not compiled")
+    tex = tmp_path / "minlstm_fn.tex"
+    tex.write_text(derivation.to_latex())
+    assert compile_pdf(tex).stat().st_size > 0

@@ -85,12 +85,16 @@ def text_name(symbol: MatrixSymbol) -> str:
 
 def latex_name(symbol: MatrixSymbol) -> str:
     """``h[t - 1]`` -> ``h_{t-1}``, ``delta_i[t]`` -> ``\\delta^{i}_{t}``, ``W_ih`` ->
-    ``W_{\\mathrm{ih}}``."""
+    ``W_{\\mathrm{ih}}``; a step variable named with an underscore (a cell file's ``f_n``)
+    carries its name's subscript and the step together: ``f_{\\mathrm{n},t}``."""
     base, index = split_name(symbol)
+    head, _, sub = base.partition("_")
     if index is None:
-        head, _, sub = base.partition("_")
         return f"{head}_{{\\mathrm{{{sub}}}}}" if sub else head
-    return f"{_latex_base(base)}_{{{index_text(index)}}}"
+    latex = _latex_base(base)
+    if latex == base and sub:
+        return f"{head}_{{\\mathrm{{{sub}}},{index_text(index)}}}"
+    return f"{latex}_{{{index_text(index)}}}"
 
 
 def is_parameter(symbol: MatrixSymbol) -> bool:
