@@ -11,6 +11,7 @@ Every node carries ``line`` and ``col`` (1-based, in the cell file) for error me
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -114,3 +115,25 @@ def refs(node: Node) -> list[Ref]:
     for child in children(node):
         found += refs(child)
     return found
+
+
+NUMBER_OPS: dict[str, Callable[[Fraction, Fraction], Fraction]] = {
+    "+": lambda a, b: a + b,
+    "-": lambda a, b: a - b,
+    "*": lambda a, b: a * b,
+    "/": lambda a, b: a / b,
+}
+"""Each operator on two numbers (``@`` never has a number operand)."""
+
+NUMBER_VALUE: dict[type, Callable[[Node], Fraction]] = {
+    Number: lambda node: node.value,
+    Unary: lambda node: -number_value(node.operand),
+    Binary: lambda node: NUMBER_OPS[node.op](number_value(node.left), number_value(node.right)),
+}
+"""How each node of shape ``()`` evaluates (a function is never applied to a number, and a
+number is never divided by zero: the cell file's reader refuses both)."""
+
+
+def number_value(node: Node) -> Fraction:
+    """The exact value of a node of shape ``()``: numbers and arithmetic on them."""
+    return NUMBER_VALUE[type(node)](node)

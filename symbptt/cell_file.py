@@ -40,7 +40,19 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, NamedTuple, NoReturn
 
-from .cell_expr import FUNCTIONS, SIZES, Binary, Call, Equation, Node, Number, Ref, Shape, Unary
+from .cell_expr import (
+    FUNCTIONS,
+    SIZES,
+    Binary,
+    Call,
+    Equation,
+    Node,
+    Number,
+    Ref,
+    Shape,
+    Unary,
+    number_value,
+)
 from .errors import SpecError
 
 MAX_FILE_BYTES = 65536
@@ -612,6 +624,10 @@ class _EquationReader:
                 f"{_shape_text(left.shape)}, {self.segment(node.right)} is "
                 f"{_shape_text(right.shape)}; {explanation}{self.matrix_hint(op, left, right)}",
             )
+        if op == "/" and right.shape == () and number_value(right) == 0:
+            self.fail(
+                self.node_at(node.right), f"division by zero: {self.segment(node.right)} is 0"
+            )
         return Binary(op, left, right, *self.node_at(node), shape)
 
     @staticmethod
@@ -621,7 +637,7 @@ class _EquationReader:
 
     def call(self, node: ast.Call) -> Call:
         """``function(argument)``: a function of :data:`FUNCTIONS`, one positional argument,
-        a vector or a number."""
+        a vector (of a number, write its value)."""
         functions = ", ".join(FUNCTIONS)
         if not isinstance(node.func, ast.Name):
             self.fail(
@@ -641,11 +657,12 @@ class _EquationReader:
                 self.node_at(node), f"{name} takes exactly one argument, not {len(node.args)}"
             )
         argument = self.build(node.args[0])
-        if len(argument.shape) > 1:
+        if len(argument.shape) != 1:
             self.fail(
                 self.node_at(node),
-                f"{name} applies to a vector or a number; {self.segment(node.args[0])} is "
-                f"{_shape_text(argument.shape)}",
+                f"{name} applies to a vector; {self.segment(node.args[0])} is "
+                f"{_shape_text(argument.shape)}"
+                + (" (write its value)" if argument.shape == () else ""),
             )
         return Call(name, argument, *self.node_at(node), argument.shape)
 

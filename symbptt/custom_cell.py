@@ -17,15 +17,11 @@ gradients of the weights inside are then ``δᶠ xᵀ``, not the whole expressio
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from fractions import Fraction
-
 import sympy as sp
 from sympy import HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix
 
 from .cell_definition import Cell
-from .cell_expr import Binary, Call, Equation, Node, Number, Ref, Unary
-from .errors import SpecError
+from .cell_expr import Binary, Call, Equation, Node, Number, Ref, Unary, number_value
 from .matexpr import Elementwise
 from .program import Assignment, Parameter, State, StepProgram, t, var
 
@@ -57,29 +53,8 @@ class _Scope:
 
 def _number(node: Node) -> sp.Rational:
     """The exact value of a node of shape ``()`` (numbers and arithmetic on them)."""
-    value = _fraction(node)
+    value = number_value(node)
     return sp.Rational(value.numerator, value.denominator)
-
-
-def _fraction(node: Node) -> Fraction:
-    if isinstance(node, Number):
-        return node.value
-    if isinstance(node, Unary):
-        return -_fraction(node.operand)
-    if isinstance(node, Binary):
-        left, right = _fraction(node.left), _fraction(node.right)
-        if node.op == "/" and right == 0:
-            raise SpecError(f"line {node.line}: division by zero")
-        return SCALAR_OPS[node.op](left, right)
-    raise SpecError(f"line {node.line}: {node.function}() of a number has no matrix form")
-
-
-SCALAR_OPS: dict[str, Callable[[Fraction, Fraction], Fraction]] = {
-    "+": lambda a, b: a + b,
-    "-": lambda a, b: a - b,
-    "*": lambda a, b: a * b,
-    "/": lambda a, b: a / b,
-}
 
 
 def _scaled(c: sp.Rational, expr: sp.Basic) -> sp.Basic:
@@ -111,10 +86,7 @@ def _multiply(node: Binary, build) -> sp.Basic:
 
 def _divide(node: Binary, build) -> sp.Basic:
     if node.right.shape == ():
-        divisor = _number(node.right)
-        if divisor == 0:
-            raise SpecError(f"line {node.line}: division by zero")
-        return _scaled(1 / divisor, build(node.left))
+        return _scaled(1 / _number(node.right), build(node.left))
     return HadamardProduct(build(node.left), Elementwise("reciprocal", build(node.right)))
 
 

@@ -170,6 +170,21 @@ def test_matrix_hint_only_when_a_matrix_is_misused():
     assert error(mgu("(1 - f)", "(x - f)")).endswith("of one size, or a number")
 
 
+def test_division_by_zero_and_functions_of_numbers_are_refused_where_written():
+    """Number subexpressions are evaluated exactly when the file is read: a division by one
+    that is 0, and a function of a number (no matrix form), point at the file."""
+    assert error(with_h("(1 - f) * h[t-1] + f * n / 0")) == (
+        "mgu.toml:22:33: division by zero: 0 is 0"
+    )
+    assert error(with_h("(1 - f) * h[t-1] + f * n / (2 - 2)")) == (
+        "mgu.toml:22:34: division by zero: 2 - 2 is 0"
+    )
+    assert error(with_h("(1 - f) * h[t-1] + f * n * exp(1)")) == (
+        "mgu.toml:22:33: exp applies to a vector; 1 is a number (write its value)"
+    )
+    assert parse_cell(with_h("(1 - f) * h[t-1] + f * n / (3 - 1)"))["equations"][2]
+
+
 def test_parameter_shapes_tolerate_whitespace():
     cell = parse_cell(mgu('W_f = "H, I"', 'W_f = "  H ,I "').replace('b_f = "H"', "b_f = 'H '"))
     assert cell["parameters"][:3] == (("W_f", ("H", "I")), ("U_f", ("H", "H")), ("b_f", ("H",)))
