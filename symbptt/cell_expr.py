@@ -3,7 +3,7 @@
 A cell file (:mod:`symbptt.cell_file`) is parsed into these nodes; nothing in it is ever
 evaluated as Python. Sizes are the letters ``I`` (input features) and ``H`` (hidden features):
 a node's ``shape`` is ``()`` for a number, ``("H",)`` for a column vector of H entries and
-``("H", "I")`` for an H × I matrix. :mod:`symbptt.custom_cell` turns the tree into SymPy for
+``("H", "I")`` for an H × I matrix. :mod:`symbptt.cell_program` turns the tree into SymPy for
 concrete sizes, and :mod:`symbptt.cell_reference` evaluates it on torch tensors.
 
 Every node carries ``line`` and ``col`` (1-based, in the cell file) for error messages.

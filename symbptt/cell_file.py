@@ -119,6 +119,14 @@ NAME_RULES: tuple[tuple[Callable[[str], Any], str], ...] = (
 )
 """What every declared name (input, state, parameter, step variable) must satisfy, in order."""
 
+BUILT_IN_NAME_RULES = NAME_RULES[:3] + NAME_RULES[5:]
+"""The rules for torch's cells (:mod:`symbptt.torch_cells`): all but the reserved prefixes and
+suffixes, since those cells name their pre-activations ``a_i`` themselves (the names the
+generated code would give them)."""
+
+BUILT_IN_SIZES = (*SIZES, "P")
+"""Size letters of torch's cells: P is an LSTM's projection size."""
+
 SHAPE_PATTERN = re.compile(r"\s*([A-Z])\s*(?:,\s*([A-Z])\s*)?")
 SHAPES_ALLOWED = '"H, I", "H, H", "I, H", "I, I" (a matrix) or "H", "I" (a vector)'
 
@@ -265,10 +273,12 @@ def _toml_error(text: str, source: str, message: str) -> NoReturn:
 class _Reader:
     """Checks a cell file's tables, reporting each problem at its key's position."""
 
-    def __init__(self, source: str, index: _KeyIndex) -> None:
+    def __init__(self, source: str, index: _KeyIndex, built_in: bool = False) -> None:
         self.source = source
         self.index = index
         self.declared: dict[str, str] = {}
+        self.name_rules = BUILT_IN_NAME_RULES if built_in else NAME_RULES
+        self.size_letters = BUILT_IN_SIZES if built_in else SIZES
 
     def where(self, *path: str) -> tuple[int, int]:
         """The position of the key at ``path``, else of the nearest enclosing key, else 1:1."""
@@ -335,7 +345,7 @@ class _Reader:
     def check_name(self, path: tuple[str, str], kind: str) -> None:
         """The rules of :data:`NAME_RULES`, and no name declared twice."""
         name = path[1]
-        for rule, problem in NAME_RULES:
+        for rule, problem in self.name_rules:
             if not rule(name):
                 self.fail(path, f"{kind} name {_quoted(name)} {problem}")
         if name in self.declared:
@@ -346,7 +356,7 @@ class _Reader:
         """``name = "I"`` or ``name = "H"``, names as :data:`SUPPORTED` allows."""
         self.declarations(table, values, kind)
         for name, size in values.items():
-            if size.strip() not in SIZES:
+            if size.strip() not in self.size_letters:
                 self.fail(
                     (table, name), f'{kind} {name}: size must be "I" or "H", not {_quoted(size)}'
                 )
@@ -372,7 +382,7 @@ class _Reader:
     def shape(self, name: str, text: str) -> Shape:
         match = SHAPE_PATTERN.fullmatch(text)
         letters = tuple(letter for letter in match.groups() if letter) if match else ()
-        if not letters or any(letter not in SIZES for letter in letters):
+        if not letters or any(letter not in self.size_letters for letter in letters):
             self.fail(
                 ("parameters", name),
                 f"parameter {name}: shape must be {SHAPES_ALLOWED}, not {_quoted(text)}",
@@ -777,8 +787,11 @@ def _check_complete(reader: _Reader, scope: _Scope) -> None:
             )
 
 
-def parse_cell(text: str, source: str = "<string>") -> dict:
+def parse_cell(text: str, source: str = "<string>", built_in: bool = False) -> dict:
     """Check a cell file's text and build its tree; ``source`` names it in messages.
+
+    ``built_in``: the text is one of torch's cells (:mod:`symbptt.torch_cells`), checked with
+    :data:`BUILT_IN_NAME_RULES` and :data:`BUILT_IN_SIZES`.
 
     Returns:
         Cell's fields: name, description, inputs ``((name, letter), ...)``, states,
@@ -790,7 +803,7 @@ def parse_cell(text: str, source: str = "<string>") -> dict:
     """
     _check_size(text, source)
     data = _load_toml(text, source)
-    reader = _Reader(source, _index_keys(text))
+    reader = _Reader(source, _index_keys(text), built_in)
     reader.top_level(data)
     name = reader.cell_name(data["name"])
     description = reader.text_field(data, "description")

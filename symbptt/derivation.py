@@ -16,7 +16,7 @@ from sympy import MatAdd, MatrixSymbol, ZeroMatrix
 
 from .adjoint import StepAdjoint, adjoint_symbol, carry_symbol, step_adjoint
 from .cell_definition import Cell
-from .cells import step_program
+from .cell_program import step_program
 from .program import Assignment, Parameter, StepProgram, at_step, shift, split_name, t
 from .recurrence import linear_states
 from .spec import Spec

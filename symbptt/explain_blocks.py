@@ -158,12 +158,8 @@ def explanation_blocks(e: Explanation, width: int = 100) -> list[Block]:
         weight_rows.append((name, str(tuple(value.shape)), text))
     blocks.append(Block("table", Table(("name", "shape", "value"), "lrl", weight_rows)))
     blocks.append(Block("heading", "Forward values per step (generated forward)"))
-    if spec.family == "lstm":
-        blocks.append(Block("para", "c̃ₜ is torch's g gate; i, f, o the other gates."))
-    elif spec.family == "gru":
-        blocks.append(
-            Block("para", "r, z are the gates, aʰⁿₜ = W_hn hₜ₋₁ + b_hn, n the candidate.")
-        )
+    if spec.definition.prose.explain:
+        blocks.append(Block("para", spec.definition.prose.explain))
     blocks.append(Block("table", _value_table(e.forward, "quantity", width, spec.steps)))
     blocks.append(
         Block(

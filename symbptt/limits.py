@@ -16,7 +16,7 @@ Work over a limit raises :class:`SpecError` naming the variable; work estimated 
 line on stderr from the CLI) before it starts, and the loops over steps that the learner tools
 run show a progress line on stderr while they run, when stderr is a terminal.
 
-The estimates (:data:`DERIVATION`, :func:`numeric_cost`, :func:`scalar_view_cost`) are
+The estimates (:data:`DERIVATION_PER_EQUATION`, :func:`numeric_cost`, :func:`scalar_view_cost`) are
 linear rules in the sizes, calibrated by ``/usr/bin/time`` of the CLI on a 2-core x86_64
 (Python 3.11, SymPy 1.14, torch 2.13), rounded up:
 
@@ -58,13 +58,10 @@ ANNOUNCE_SECONDS = 10.0
 ANNOUNCE_BYTES = 1e9
 """Work estimated to take more memory than this is announced before it starts."""
 
-GATES = {"rnn": 1, "gru": 3, "lstm": 4}
-"""Row blocks of each family's stacked weights."""
-
 
 def _gates(spec: Spec) -> int:
-    """Row blocks of the stacked weights; a user-defined cell counts one per equation."""
-    return len(spec.custom.equations) if spec.custom is not None else GATES[spec.family]
+    """Row blocks of a layer's weights (:attr:`~symbptt.cell_definition.Cell.blocks`)."""
+    return spec.definition.blocks
 
 
 class CostWarning(UserWarning):
@@ -160,21 +157,17 @@ def require(cost: Cost, announce: bool = True) -> None:
 
 # --- estimates ---------------------------------------------------------------------------------
 
-DERIVATION = {"rnn": (1.6e-3, 8e3), "gru": (6e-3, 35e3), "lstm": (8e-3, 40e3)}
-"""Seconds and bytes per step of the symbolic derivation, by family (one layer)."""
-DERIVATION_PER_EQUATION = (DERIVATION["lstm"][0] / 2, DERIVATION["lstm"][1] / 2)
-"""Seconds and bytes per step and equation of a user-defined cell's derivation: the LSTM's
-figures over two equations, an upper bound (measured: about 0.6 ms per step and equation
-against the LSTM's 3 ms per step, for MGU, IndRNN and the peephole LSTM, T = 50 and 200)."""
+DERIVATION_PER_EQUATION = (0.8e-3, 4.4e3)
+"""Seconds and bytes per step and equation of the cell's definition (one layer): the
+measurements below over the equations of torch's cells (rnn 2, gru 8, lstm 11), rounded up;
+a user-defined cell's measured 0.6 ms per step and equation (MGU, IndRNN, the peephole LSTM,
+T = 50 and 200)."""
 
 
 def derivation_cost(spec: Spec) -> Cost:
     """The symbolic derivation of ``spec`` (step program, adjoint, T steps, gradients)."""
-    if spec.custom is not None:
-        per_equation = len(spec.custom.equations)
-        seconds, bytes_ = (per_equation * rate for rate in DERIVATION_PER_EQUATION)
-    else:
-        seconds, bytes_ = DERIVATION[spec.family]
+    equations = len(spec.definition.equations)
+    seconds, bytes_ = (equations * rate for rate in DERIVATION_PER_EQUATION)
     derivations = 2 if spec.num_layers > 1 else 1
     steps = spec.steps * derivations
     return Cost(f"deriving {spec.steps} steps of {spec.cell_name}", steps * seconds, steps * bytes_)

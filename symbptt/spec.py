@@ -7,22 +7,31 @@ import re
 import sys
 import warnings
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 from .cell_definition import Cell
 from .errors import SpecError
 from .limits import CostWarning, derivation_cost, require, weights_cost
+from .torch_cells import TORCH_CELLS, Options, torch_cell
 
 NONLINEARITIES = ("tanh", "relu")
-CELLS = ("rnn", "lstm", "gru", "rnn_cell", "lstm_cell", "gru_cell")
+CELLS = (*TORCH_CELLS, *(f"{family}_cell" for family in TORCH_CELLS))
 """Layers (a sequence of steps) and single-step cells, named like torch's classes."""
 TORCH_CLASS = {
-    "rnn": "RNN",
-    "lstm": "LSTM",
-    "gru": "GRU",
-    "rnn_cell": "RNNCell",
-    "lstm_cell": "LSTMCell",
-    "gru_cell": "GRUCell",
+    **{family: kind.torch_class for family, kind in TORCH_CELLS.items()},
+    **{f"{family}_cell": f"{kind.torch_class}Cell" for family, kind in TORCH_CELLS.items()},
 }
+KEYWORDS = {
+    **{family: kind.keywords for family, kind in TORCH_CELLS.items()},
+    **{f"{family}_cell": kind.cell_keywords for family, kind in TORCH_CELLS.items()},
+}
+"""Each torch class's constructor arguments, beyond the sizes and ``bias``, that options set."""
+
+KEYWORD_RULES = {
+    "nonlinearity": ("tanh", "--nonlinearity is for {who} only, not {cell}"),
+    "proj_size": (0, "proj_size is for {who} only (torch rejects it for {cell})"),
+}
+"""Each such option: its value when left out, and the message when a class does not take it."""
 LOOP_FORM_THRESHOLD = 16
 """Above this many steps the generated code uses a loop instead of writing every step out."""
 
@@ -127,14 +136,12 @@ class Spec:
         object.__setattr__(self, "hidden_size", _positive_int(self.hidden_size, "hidden_size"))
         if self.is_cell and self.steps != 1:
             raise SpecError(f"{self.cell} is a single step; --steps must be 1 (or left out)")
-        if self.family != "rnn" and self.nonlinearity != "tanh":
-            raise SpecError(f"--nonlinearity is for rnn and rnn_cell only, not {self.cell}")
+        self._check_keyword("nonlinearity")
         if isinstance(self.proj_size, bool) or not isinstance(self.proj_size, int):
             raise SpecError(f"proj_size must be a non-negative integer, got {self.proj_size!r}")
         if self.proj_size < 0:
             raise SpecError(f"proj_size must be a non-negative integer, got {self.proj_size}")
-        if self.proj_size and self.cell != "lstm":
-            raise SpecError(f"proj_size is for lstm only (torch rejects it for {self.cell})")
+        self._check_keyword("proj_size")
         if self.proj_size and self.proj_size >= self.hidden_size:
             raise SpecError(
                 f"proj_size ({self.proj_size}) must be smaller than hidden_size "
@@ -151,6 +158,13 @@ class Spec:
             raise SpecError(f"loop must be True, False or None, got {self.loop!r}")
         self._check_network()
         self._check_cost()
+
+    def _check_keyword(self, keyword: str) -> None:
+        """An option torch's class takes only for some cells (:data:`KEYWORD_RULES`)."""
+        default, message = KEYWORD_RULES[keyword]
+        if getattr(self, keyword) != default and keyword not in self.torch_keywords:
+            who = " and ".join(cell for cell, taken in KEYWORDS.items() if keyword in taken)
+            raise SpecError(message.format(who=who, cell=self.cell))
 
     def _check_custom(self) -> None:
         """A user-defined cell: a layer whose parameters and sizes its file declares."""
@@ -257,20 +271,32 @@ class Spec:
         return "custom" if self.custom is not None else self.cell.removesuffix("_cell")
 
     @property
+    def torch_keywords(self) -> tuple[str, ...]:
+        """The options passed on to torch's class by name (``nonlinearity`` for an RNN)."""
+        return () if self.custom is not None else KEYWORDS[self.cell]
+
+    @cached_property
+    def definition(self) -> Cell:
+        """The cell: the user's, or torch's built for these options (:mod:`symbptt.torch_cells`)."""
+        if self.custom is not None:
+            return self.custom
+        return torch_cell(self.family, Options(self.nonlinearity, self.bias, self.proj_size))
+
+    @property
     def torch_class(self) -> str:
         """torch's class (``LSTM``), or the user-defined cell's name (``MGU``)."""
         return self.custom.name if self.custom is not None else TORCH_CLASS[self.cell]
 
     @property
     def states(self) -> list[tuple[str, int]]:
-        """The carried states, the output's first, and their sizes: ``h`` (H_out), then ``c``
-        (H) for an LSTM; a user-defined cell's as its file declares them."""
-        if self.custom is not None:
-            sizes = {"I": self.input_size, "H": self.hidden_size}
-            return [(name, sizes[letter]) for name, letter in self.custom.states]
-        return [("h", self.output_size)] + (
-            [("c", self.hidden_size)] if self.family == "lstm" else []
-        )
+        """The carried states, the output's first, and their sizes as the cell declares them:
+        ``h`` (H_out), then ``c`` (H) for an LSTM."""
+        return [(name, self.sizes[letter]) for name, letter in self.definition.states]
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        """What each size letter of the cell's shapes stands for: I, H, and P (H_out)."""
+        return {"I": self.input_size, "H": self.hidden_size, "P": self.output_size}
 
     @property
     def output_size(self) -> int:
@@ -285,9 +311,10 @@ class Spec:
     @property
     def default_name(self) -> str:
         """File stem of the generated module, e.g. ``rnn_tanh_t3_i1_h2``."""
-        kind = f"rnn_{self.nonlinearity}" if self.family == "rnn" else self.family
         if self.custom is not None:
             kind = self.custom.name.lower()
+        else:
+            kind = TORCH_CELLS[self.family].stem(Options(self.nonlinearity, self.bias))
         if self.is_cell:
             kind += "_cell"
         name = f"{kind}_t{self.steps}_i{self.input_size}_h{self.hidden_size}"

@@ -154,10 +154,7 @@ def torch_reference(spec, device: str, dtype):
         return ReferenceLayer(spec, device=device, dtype=dtype)
 
     options = {"bias": spec.bias, "device": device, "dtype": dtype}
-    if spec.family == "rnn":
-        options["nonlinearity"] = spec.nonlinearity
-    if spec.proj_size:
-        options["proj_size"] = spec.proj_size
+    options |= {keyword: getattr(spec, keyword) for keyword in spec.torch_keywords}
     if not spec.is_cell:
         options |= {
             "num_layers": spec.num_layers,

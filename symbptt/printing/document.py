@@ -29,7 +29,7 @@ from ..codegen import environment
 from ..errors import CodegenError
 from ..fileio import GENERATED_MARKER, PDF_CREATOR, check_writable, stamp, write_generated
 from ..matexpr import Elementwise
-from ..program import Assignment, Parameter, at_step, split_name, t, var
+from ..program import Assignment, at_step, split_name, t, var
 from ..unrolled import MAX_STEPS, Chain, unroll
 from .latex import chain as latex_chain
 from .latex import latex
@@ -233,24 +233,6 @@ _MEANINGS = {
     "D": "the derivative of the nonlinearity at step $t$, as a diagonal matrix",
 }
 
-GATES = {
-    "lstm": {
-        "i": "input gate $i_t$",
-        "f": "forget gate $f_t$",
-        "g": r"candidate $\tilde{c}_t$ (gate $g$)",
-        "o": "output gate $o_t$",
-    },
-    "gru": {"r": "reset gate $r_t$", "z": "update gate $z_t$", "n": "new gate $n_t$"},
-}
-"""What each gate letter of a family stands for, as text with $math$."""
-
-_GATE_OUTPUTS = {
-    "lstm": {"i": "i", "f": "f", "ct": "g", "o": "o"},
-    "gru": {"r": "r", "z": "z", "n": "n"},
-}
-"""Variables that are a gate's output, and their gate."""
-
-
 def _projected(derivation: Derivation) -> set[MatrixSymbol]:
     """What the LSTM's projection ``W_hr`` multiplies (``q_t``), if it has one."""
     w_hr = {b for p in derivation.parameters if p.argument == "weight_hr" for b in p.blocks}
@@ -264,16 +246,18 @@ def _projected(derivation: Derivation) -> set[MatrixSymbol]:
 
 
 def _meaning(symbol: MatrixSymbol, derivation: Derivation) -> str:
-    """What a variable of the step stands for, as text with $math$."""
-    family = derivation.spec.family
+    """What a variable of the step stands for, as text with $math$: the cell's gates and
+    remarks (:class:`~symbptt.cell_definition.Cell`), else its definition."""
+    cell = derivation.spec.definition
     if symbol.name in _MEANINGS:
         return _MEANINGS[symbol.name]
     if symbol in derivation.step.constants:
         return "mask: 1 at step $t$ while the sample's sequence lasts, else 0"
     base, _ = split_name(symbol)
-    gates = GATES.get(family, {})
-    if base in _GATE_OUTPUTS.get(family, {}):
-        return f"{gates[_GATE_OUTPUTS[family][base]]}, at step $t$"
+    gates = {gate.letter: gate.meaning for gate in cell.gates}
+    outputs = {gate.output: gate.meaning for gate in cell.gates}
+    if base in outputs:
+        return f"{outputs[base]}, at step $t$"
     head, _, gate = base.partition("_")
     if head == "a" and gate in gates:
         return f"pre-activation of the {gates[gate]}"
@@ -292,9 +276,7 @@ def _meaning(symbol: MatrixSymbol, derivation: Derivation) -> str:
     meaning = f"${latex(definition)}$"
     if symbol in _projected(derivation):
         meaning += ", the hidden state before the projection"
-    elif head == "a" and family == "gru":  # W_hn h_{t-1} + b_hn, kept apart: r_t scales it
-        meaning += ", which $r_t$ scales inside $a^{n}_t$"
-    return meaning
+    return meaning + dict(cell.prose.meanings).get(base, "")
 
 
 def _letters(symbol: MatrixSymbol, derivation: Derivation) -> tuple[str, str]:
@@ -308,14 +290,6 @@ def _letters(symbol: MatrixSymbol, derivation: Derivation) -> tuple[str, str]:
     return ("P" if projected else "H"), "1"
 
 
-def _parameter_letters(parameter: Parameter, derivation: Derivation) -> tuple[str, str]:
-    if parameter.letters is not None:
-        return parameter.letters
-    out = "P" if derivation.spec.proj_size else "H"
-    letters = {"weight_ih": ("H", "I"), "weight_hh": ("H", out), "weight_hr": ("P", "H")}
-    return letters.get(parameter.argument, ("H", "1"))
-
-
 def _size(symbol: MatrixSymbol) -> str:
     return rf"{symbol.shape[0]} \times {symbol.shape[1]}"
 
@@ -323,7 +297,7 @@ def _size(symbol: MatrixSymbol) -> str:
 def _parameter_rows(derivation: Derivation, code: Callable[[str], str]) -> list[ShapeRow]:
     rows = []
     for parameter in derivation.parameters:
-        letters = r"{} \times {}".format(*_parameter_letters(parameter, derivation))
+        letters = r"{} \times {}".format(*parameter.letters)
         if len(parameter.blocks) == 1:
             meaning = f"{parameter.description}, {code(parameter.torch_name)}"
             rows.append(
@@ -331,8 +305,9 @@ def _parameter_rows(derivation: Derivation, code: Callable[[str], str]) -> list[
             )
             continue
         start = 0
+        gates = {gate.letter: gate.meaning for gate in derivation.spec.definition.gates}
         for block in parameter.blocks:
-            gate = GATES[derivation.spec.family][block.name.split("_", 1)[1][1:]]
+            gate = gates[block.name.split("_", 1)[1][1:]]
             stop = start + block.shape[0]
             meaning = f"{gate}: rows {code(f'{start}:{stop}')} of {code(parameter.torch_name)}"
             rows.append(ShapeRow(latex(block), letters, _size(block), meaning))
@@ -520,6 +495,8 @@ def _context(derivation: Derivation, code: Callable[[str], str]) -> dict:
         "torch_class": _class_title(spec, code),
         "family": spec.family,
         "is_cell": cell,
+        "gate_paragraph": spec.definition.prose.document,
+        "backward_intro": _backward_intro(spec),
         "packed": spec.packed,
         "bias": spec.bias,
         "cell_state": len(states) > 1,
@@ -545,6 +522,15 @@ def _context(derivation: Derivation, code: Callable[[str], str]) -> dict:
         "network": _network(spec, code) if spec.is_network else None,
         "truncation": _truncation(spec, code),
     }
+
+
+def _backward_intro(spec) -> str:
+    """The sentence naming the backward's symbols: at ``t``, from ``T`` down (a single-step
+    cell's at ``1``, where nothing comes back from a later step)."""
+    symbols = spec.definition.prose.backward
+    if spec.is_cell:
+        return f"With {symbols.replace('_t', '_1')}; nothing\ncomes back from a later step:"
+    return f"With {symbols}, going\nfrom $t = T$ down to $t = 1$:"
 
 
 def _truncation(spec, code: Callable[[str], str]) -> str | None:

@@ -140,10 +140,8 @@ def derivation_text(derivation: Derivation, width: int = 100) -> str:
             0,
         )
     )
-    if spec.family == "lstm":
-        lines.append("c̃ₜ is torch's g gate; aˣₜ is the pre-activation of gate x.")
-    elif spec.family == "gru":
-        lines.append("aˣₜ is the pre-activation of gate x; aʰⁿₜ = W_hn hₜ₋₁ + b_hn sits inside r.")
+    if spec.definition.prose.terminal:
+        lines.append(spec.definition.prose.terminal)
 
     if derivation.linear_states:
         states = ", ".join(f"{s}ₜ = aₜ ⊙ {s}ₜ₋₁ + bₜ" for s in derivation.linear_states)
