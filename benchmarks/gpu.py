@@ -41,7 +41,8 @@ from pathlib import Path
 import torch
 
 import symbptt
-from symbptt.verify import TOLERANCE, compare, torch_reference
+from symbptt.agreement import TOLERANCE, torch_reference
+from symbptt.verify import compare
 
 ROOT = Path(__file__).resolve().parent.parent
 CELLS = ("rnn", "lstm", "gru")

@@ -191,7 +191,7 @@ def module_times(
     """
     code = f"""
 import json, warnings, torch, symbptt
-from symbptt.verify import torch_reference
+from symbptt.agreement import torch_reference
 from benchmarks.flops import plain_matmuls
 from benchmarks.timing import take_turns
 torch.set_num_threads({THREADS})
@@ -234,7 +234,7 @@ def founding_breakdown(cell: str, dtype: str, runs: int) -> dict:
     steps, batch, n_in, n_h = FOUNDING
     code = f"""
 import json, torch, symbptt
-from symbptt.verify import torch_reference
+from symbptt.agreement import torch_reference
 from benchmarks.timing import take_turns
 torch.set_num_threads({THREADS})
 dtype = getattr(torch, {dtype!r})

@@ -38,23 +38,29 @@ OPERATORS: dict[str, Callable] = {
 """Each operator in row convention: ``W @ v`` on a batch of rows is ``v @ W.T``."""
 
 
-def _evaluate(node: Node, values: Mapping, previous: Mapping):
-    """The value of ``node`` (a tensor, or a float for a number)."""
-    return EVALUATE[type(node)](
-        node, lambda child: _evaluate(child, values, previous), values, previous
-    )
+class _Step:
+    """One step's evaluation: ``step(node)`` is the value of ``node`` (a tensor, or a float for
+    a number), names read from ``values`` and ``s[t-1]`` from ``previous``."""
+
+    def __init__(self, values: Mapping, previous: Mapping) -> None:
+        self.values = values
+        self.previous = previous
+
+    def __call__(self, node: Node):
+        return EVALUATE[type(node)](node, self)
+
+    def ref(self, node: Ref):
+        return (self.previous if node.previous else self.values)[node.name]
 
 
 EVALUATE: dict[type, Callable] = {
-    Number: lambda node, ev, values, previous: float(node.value),
-    Ref: lambda node, ev, values, previous: (previous if node.previous else values)[node.name],
-    Unary: lambda node, ev, values, previous: -ev(node.operand),
-    Binary: lambda node, ev, values, previous: OPERATORS[node.op](ev(node.left), ev(node.right)),
-    Call: lambda node, ev, values, previous: FUNCTIONS[node.function](
-        torch.as_tensor(ev(node.argument))
-    ),
+    Number: lambda node, step: float(node.value),
+    Ref: lambda node, step: step.ref(node),
+    Unary: lambda node, step: -step(node.operand),
+    Binary: lambda node, step: OPERATORS[node.op](step(node.left), step(node.right)),
+    Call: lambda node, step: FUNCTIONS[node.function](torch.as_tensor(step(node.argument))),
 }
-"""How each node type of :mod:`symbptt.cell_expr` evaluates, given ``ev`` for its operands."""
+"""How each node type of :mod:`symbptt.cell_expr` evaluates, given the step for its operands."""
 
 
 def step(
@@ -62,10 +68,10 @@ def step(
 ) -> tuple[torch.Tensor, ...]:
     """One step: x (B, I), states (B, H) each in the file's order, parameters by the file's
     names -> the new states."""
-    previous = dict(zip(cell.state_names, states, strict=True))
     values = {**parameters, cell.inputs[0][0]: x}
+    evaluate = _Step(values, dict(zip(cell.state_names, states, strict=True)))
     for equation in cell.equations:
-        values[equation.target] = _evaluate(equation.value, values, previous)
+        values[equation.target] = evaluate(equation.value)
     return tuple(values[name] for name in cell.state_names)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from .agreement import HAND_FLOAT32_TOLERANCE, HAND_TOLERANCE, relative_error
 from .check_points import (
     Layer,
     Point,
@@ -44,10 +45,6 @@ from .errors import SpecError
 
 LENGTHS = tuple(range(1, 9))
 """The lengths T tried (the unrolled chains are printed up to 8 steps)."""
-TOLERANCE = 1e-8
-"""Relative tolerance in float64: a reordered sum differs by ~1e-15, a wrong term by far more."""
-LOW_PRECISION_TOLERANCE = 1e-4
-"""When the function returns float32 (mistake 9: checks belong in float64)."""
 SIZES = (
     [(1, 2)]
     + [(i, h) for total in range(3, 9) for i in range(1, 5) for h in range(2, 5) if i + h == total]
@@ -345,26 +342,6 @@ def _span(lengths: list[int]) -> str:
 # --- comparing ---------------------------------------------------------------------------
 
 
-def rel_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    """``max|actual - expected| / max|expected|`` (absolute where expected is 0); non-finite
-    values must agree exactly."""
-    finite_a, finite_e = torch.isfinite(actual), torch.isfinite(expected)
-    if not torch.equal(finite_a, finite_e):
-        return float("inf")
-    if not finite_a.all():
-        odd = ~finite_a
-        same_nan = torch.equal(torch.isnan(actual[odd]), torch.isnan(expected[odd]))
-        same_inf = torch.equal(actual[odd].nan_to_num(nan=0.0), expected[odd].nan_to_num(nan=0.0))
-        if not (same_nan and same_inf):
-            return float("inf")
-        actual, expected = actual[finite_a], expected[finite_a]
-        if actual.numel() == 0:
-            return 0.0
-    scale = expected.abs().max().item()
-    diff = (actual - expected).abs().max().item()
-    return diff / scale if scale > 0 else diff
-
-
 class _Analysis:
     """The comparisons for one length: the user's totals, the derivation's, the variants'."""
 
@@ -385,7 +362,7 @@ class _Analysis:
             actual = self.user(i, key)
             if actual is None:
                 return None
-            if rel_error(actual, expected(i)) > self.tolerance:
+            if relative_error(actual, expected(i)) > self.tolerance:
                 return False
         return True
 
@@ -412,11 +389,11 @@ def _report(display, source, layer, checked, inferred, seed) -> CheckReport:
     if ignored:
         notes.append(f"keys not known, ignored: {', '.join(ignored)}")
     low = any(r.get("low_precision") for length in checked for r in length.results)
-    tolerance = LOW_PRECISION_TOLERANCE if low else TOLERANCE
+    tolerance = HAND_FLOAT32_TOLERANCE if low else HAND_TOLERANCE
     if low:
         notes.append(
             "the function returned float32 (or lower) values, compared at a relative tolerance "
-            f"of {LOW_PRECISION_TOLERANCE:g} (mistake 9: checks belong in float64; the inputs "
+            f"of {HAND_FLOAT32_TOLERANCE:g} (mistake 9: checks belong in float64; the inputs "
             "are float64 and torch's default dtype is float64 in the child process)"
         )
     analyses = [_Analysis(length, tolerance) for length in checked]
@@ -438,7 +415,7 @@ def _report(display, source, layer, checked, inferred, seed) -> CheckReport:
         for analysis in present:
             steps = analysis.length.layer.steps
             errors[steps] = max(
-                rel_error(analysis.user(i, key), analysis.reference_total(i, key))
+                relative_error(analysis.user(i, key), analysis.reference_total(i, key))
                 for i in analysis.length.of("founding|random")
             )
             if errors[steps] <= tolerance:
@@ -539,7 +516,7 @@ def _diagnose(key, analysis: _Analysis, ok_at, error, names: Names, seed) -> Gra
             per_variant.append(
                 {
                     t: any(
-                        rel_error(
+                        relative_error(
                             analysis.variant(knobs, i)[key][t - 1],
                             analysis.length.references[i][key][t - 1],
                         )
@@ -591,7 +568,10 @@ def _diagnose(key, analysis: _Analysis, ok_at, error, names: Names, seed) -> Gra
     yours_there = analysis.user(founding, key)
     if yours_there is not None:
         right_there = analysis.reference_total(founding, key)
-        if rel_error(yours_there, right_there) > analysis.tolerance and right_there.numel() <= 8:
+        if (
+            relative_error(yours_there, right_there) > analysis.tolerance
+            and right_there.numel() <= 8
+        ):
             example = Example(
                 describe_founding(layer, seed),
                 tuple(yours_there.flatten().tolist()),

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .explain_ledger import LOSSES, TOLERANCE, Explanation, GradientTerms
+from .agreement import TOLERANCE, reference_name
+from .explain_ledger import LOSSES, Explanation, GradientTerms
 from .printing.names import SUPERSCRIPT
-from .verify import reference_name
 
 _SUBSCRIPT = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 
@@ -200,7 +200,7 @@ def explanation_blocks(e: Explanation, width: int = 100) -> list[Block]:
         Block(
             "para",
             f"{verdict}: max |difference| {e.max_abs_diff:.1e} over all parameters (float64, "
-            f"tolerance {TOLERANCE:.0e} relative).",
+            f"tolerance {TOLERANCE['float64']:.0e} relative).",
         )
     )
     return blocks

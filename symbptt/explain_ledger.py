@@ -12,6 +12,7 @@ import inspect
 import math
 from dataclasses import dataclass, field
 
+from .agreement import TOLERANCE, relative_error
 from .errors import SpecError, VerificationError
 from .limits import numeric_cost, require
 from .numeric_inputs import loss_name, reference_module
@@ -20,8 +21,6 @@ LOSSES = {
     "h_n": ("L = h_n.sum()", "gₜ = 0, gₙ = 1"),
     "output": ("L = output.sum()", "gₜ = 1, gₙ = 0"),
 }
-TOLERANCE = 1e-10
-"""Largest relative difference ``max|Σₜ termₜ − torch| / max|torch|`` accepted (float64)."""
 
 
 def check_single_layer(spec) -> None:
@@ -92,12 +91,11 @@ class GradientTerms:
 
     @property
     def rel_error(self) -> float:
-        scale = float(self.torch_grad.abs().max())
-        return self.max_abs_diff / scale if scale else self.max_abs_diff
+        return relative_error(self.total, self.torch_grad)
 
     @property
     def ok(self) -> bool:
-        return self.rel_error <= TOLERANCE
+        return self.rel_error <= TOLERANCE["float64"]
 
 
 @dataclass(frozen=True)
@@ -121,7 +119,7 @@ class Explanation:
     @property
     def output_ok(self) -> bool:
         """The generated forward's output against torch's, by relative difference."""
-        return self.output_diff <= TOLERANCE * max(1.0, self.output_scale)
+        return self.output_diff <= TOLERANCE["float64"] * max(1.0, self.output_scale)
 
     @property
     def ok(self) -> bool:

@@ -17,6 +17,7 @@ import sympy as sp
 from sympy import HadamardProduct, Identity, MatAdd, MatMul, MatrixSymbol, OneMatrix, ZeroMatrix
 from sympy.matrices.expressions.diagonal import DiagMatrix
 
+from .agreement import TOLERANCE, relative_error
 from .errors import DerivationError, SymbpttError
 from .flow_equations import chain_notation, show
 from .flow_jacobian import symbolic_chain
@@ -30,9 +31,6 @@ if TYPE_CHECKING:
 
     from .derivation import Derivation
     from .spec import Spec
-
-TOLERANCE = 1e-10
-"""float64 agreement required with torch autograd (as in :mod:`symbptt.verify`)."""
 
 
 class FlowError(SymbpttError):
@@ -164,7 +162,7 @@ class Flow:
 
     @property
     def ok(self) -> bool:
-        return all(error <= TOLERANCE for error in self.errors.values())
+        return all(error <= TOLERANCE["float64"] for error in self.errors.values())
 
 
 LOSSES = {"h_n": "L = Σ h_n (h_n.sum())", "output": "L = Σₜ Σ outputₜ (output.sum())"}
@@ -216,12 +214,6 @@ def recurrent_parameter(derivation) -> str:
         if p.argument == "weight_hh" or p.letters == ("H", "H"):
             return p.torch_name
     return parameters[0].torch_name
-
-
-def _relative_error(actual, expected) -> float:
-    scale = expected.abs().max().item()
-    diff = (actual - expected).abs().max().item()
-    return diff / scale if scale else diff
 
 
 def gradient_flow(
@@ -337,9 +329,9 @@ def gradient_flow(
         theirs_chain = torch.cat(torch.autograd.grad(reached @ u, leaves))
     notation = chain_notation(spec)
     errors = {
-        notation["final"]: _relative_error(ours_final, torch.cat(final).detach()),
-        f"uᵀ {notation['chain'].replace('ₜ', '₀')}": _relative_error(u @ product, theirs_chain),
-        f"∂L/∂{parameter}": _relative_error(per_step.sum(0), weight_hh_grad),
+        notation["final"]: relative_error(ours_final, torch.cat(final).detach()),
+        f"uᵀ {notation['chain'].replace('ₜ', '₀')}": relative_error(u @ product, theirs_chain),
+        f"∂L/∂{parameter}": relative_error(per_step.sum(0), weight_hh_grad),
     }
 
     rows = []

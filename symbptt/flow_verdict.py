@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .flow_numbers import TOLERANCE, Flow
-from .verify import reference_name
+from .agreement import TOLERANCE, reference_name
+from .flow_numbers import Flow
 
 VANISHING = 1e-3
 """A chain norm (or a step's term) below this fraction of its t = T value is vanishing."""
@@ -123,7 +123,7 @@ def check_line(flow: Flow) -> str:
             f"{' autograd' if flow.spec.custom is None else ' under autograd'} (float64): {what} "
             f"match (max relative error {worst:.1e})"
         )
-    failed = [name for name, e in flow.errors.items() if e > TOLERANCE]
+    failed = [name for name, e in flow.errors.items() if e > TOLERANCE["float64"]]
     return (
         f"MISMATCH against torch autograd in {', '.join(failed)} (max relative error {worst:.1e})"
     )

@@ -229,7 +229,7 @@ def reference_module(
     """
     import torch
 
-    from .verify import torch_reference
+    from .agreement import torch_reference
 
     dtype = dtype or torch.float64
     with torch.random.fork_rng(devices=[]):

@@ -13,11 +13,11 @@ which shows as errors of order 1).
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING
 
+from .agreement import TOLERANCE, reference_name, relative_error, torch_reference
 from .errors import SpecError, VerificationError
 from .limits import Cost, numeric_cost, require
 
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from .derivation import Derivation
     from .spec import Spec
 
-TOLERANCE = {"float64": 1e-10, "float32": 1e-4}
 ITEMSIZE = {"float64": 8, "float32": 4}
 MAX_SEED = 2**63 - 1
 """The largest seed (``torch.Generator.manual_seed`` takes 64 bits)."""
@@ -119,51 +118,11 @@ class Report:
         return f"{verdict}: max relative error {self.max_error:.1e}{detail}"
 
 
-def _relative_error(actual, expected) -> float:
-    scale = expected.abs().max().item()
-    diff = (actual - expected).abs().max().item()
-    if scale == 0.0:
-        return diff
-    return diff / scale
-
-
 def _flatten(value) -> list:
     """Outputs as a flat list; a PackedSequence (itself a tuple) stays whole."""
     if isinstance(value, tuple) and not hasattr(value, "batch_sizes"):
         return [item for part in value for item in _flatten(part)]
     return [value]
-
-
-def reference_name(spec: Spec) -> str:
-    """What the generated module is checked against: ``torch.nn.LSTM``, or for a
-    user-defined cell its equations run step by step (:mod:`symbptt.cell_reference`)."""
-    if spec.custom is None:
-        return f"torch.nn.{spec.torch_class}"
-    return f"the equations of {spec.torch_class} run step by step"
-
-
-def torch_reference(spec, device: str, dtype):
-    """``torch.nn.<Class>`` with the spec's options (weights from torch's own init); for a
-    user-defined cell, its equations evaluated step by step under autograd
-    (:class:`~symbptt.cell_reference.ReferenceLayer`)."""
-    import torch
-
-    if spec.custom is not None:
-        from .cell_reference import ReferenceLayer
-
-        return ReferenceLayer(spec, device=device, dtype=dtype)
-
-    options = {"bias": spec.bias, "device": device, "dtype": dtype}
-    options |= {keyword: getattr(spec, keyword) for keyword in spec.torch_keywords}
-    if not spec.is_cell:
-        options |= {
-            "num_layers": spec.num_layers,
-            "bidirectional": spec.bidirectional,
-            "dropout": spec.dropout,
-        }
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch's note that dropout needs num_layers > 1
-        return getattr(torch.nn, spec.torch_class)(spec.input_size, spec.hidden_size, **options)
 
 
 def _truncated(layer, x, hx, spec, batch_first: bool) -> list:
@@ -289,7 +248,7 @@ def compare(
             raise VerificationError(
                 f"{name}: shape {tuple(ours.shape)}, torch {tuple(theirs.shape)}"
             )
-        checks.append(Check(name, _relative_error(ours, theirs), tolerance))
+        checks.append(Check(name, relative_error(ours, theirs), tolerance))
     where = "cuDNN" if device == "cuda" else "CPU"
     mode = ", dropout off" if spec.dropout else ""
     packed = f", packed lengths {lengths}" if lengths is not None else ""

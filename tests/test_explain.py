@@ -12,6 +12,7 @@ import sys
 import pytest
 import torch
 
+import symbptt.agreement
 from symbptt.cli import main
 
 FOUNDING_W_IH = [2.0941, 0.1053]
@@ -308,7 +309,7 @@ def test_subprocess_status_and_no_traceback(tmp_path):
 
 def test_mismatch_exits_1(capsys, monkeypatch):
     """A difference above the tolerance is reported, as verify does, with exit status 1."""
-    monkeypatch.setattr("symbptt.explain_ledger.TOLERANCE", -1.0)
+    monkeypatch.setitem(symbptt.agreement.TOLERANCE, "float64", -1.0)
     status, out, err = explain(capsys, "--input", "1,2,3")
     assert status == 1 and err == ""
     assert "MISMATCH: weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0, output" in out

@@ -12,7 +12,8 @@ import pytest
 import torch
 from conftest import derivation, generated
 
-from symbptt.verify import compare, torch_reference
+from symbptt.agreement import torch_reference
+from symbptt.verify import compare
 
 TOL = 1e-10
 
@@ -255,7 +256,8 @@ def test_lstm_state_errors():
 def test_float32_within_documented_tolerance():
     from conftest import derivation
 
-    from symbptt.verify import TOLERANCE, verify
+    from symbptt.agreement import TOLERANCE
+    from symbptt.verify import verify
 
     report = verify(derivation(steps=30, input_size=4, hidden_size=8), dtype="float32")
     assert report.ok, report.table()

@@ -233,6 +233,7 @@ _MEANINGS = {
     "D": "the derivative of the nonlinearity at step $t$, as a diagonal matrix",
 }
 
+
 def _projected(derivation: Derivation) -> set[MatrixSymbol]:
     """What the LSTM's projection ``W_hr`` multiplies (``q_t``), if it has one."""
     w_hr = {b for p in derivation.parameters if p.argument == "weight_hr" for b in p.blocks}
