@@ -21,13 +21,14 @@ element-wise functions badly.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import sympy as sp
 from sympy import HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose, ZeroMatrix
 
 from .errors import DerivationError
-from .matexpr import Elementwise, derivative_of_output
+from .matexpr import Elementwise, derivative_of_output, rule_for
 from .program import Assignment, State, StepProgram, split_name, t, var
 
 
@@ -54,39 +55,51 @@ def hadamard(*args: sp.Basic) -> HadamardProduct:
 
 
 def vjp(expr: sp.Basic, cotangent: sp.Basic, output: MatrixSymbol | None = None):
-    """Yield ``(symbol, contribution)`` pairs: the cotangent ``expr`` sends to each symbol in it.
+    """Yield ``(symbol, contribution)`` pairs: the cotangent ``expr`` sends to each symbol in it,
+    by the rule of :data:`VJP` for its node type.
 
     ``output`` names the variable ``expr`` is assigned to, so that the derivative of an
     element-wise function is written in its output (``1 - h ⊙ h`` rather than ``1 - tanh(z)²``).
     """
-    if isinstance(expr, MatrixSymbol):
-        yield expr, cotangent
-    elif isinstance(expr, (OneMatrix, ZeroMatrix)):
-        return
-    elif isinstance(expr, MatAdd):
-        for arg in expr.args:
-            yield from vjp(arg, cotangent)
-    elif isinstance(expr, MatMul):
-        numbers = [f for f in expr.args if not getattr(f, "is_Matrix", False)]
-        factors = [f for f in expr.args if getattr(f, "is_Matrix", False)]
-        coefficient = sp.Mul(*numbers)
-        for k, factor in enumerate(factors):
-            left, right = _product(factors[:k]), _product(factors[k + 1 :])
-            parts = [] if coefficient == 1 else [coefficient]
-            parts += [_transpose(left)] if left is not None else []
-            parts += [cotangent] + ([_transpose(right)] if right is not None else [])
-            yield from vjp(factor, _product(parts))
-    elif isinstance(expr, HadamardProduct):
-        for k, arg in enumerate(expr.args):
-            others = expr.args[:k] + expr.args[k + 1 :]
-            yield from vjp(arg, hadamard(cotangent, *others))
-    elif isinstance(expr, Transpose):
-        yield from vjp(expr.arg, _transpose(cotangent))
-    elif isinstance(expr, Elementwise):
-        y = output if output is not None else expr
-        yield from vjp(expr.arg, hadamard(cotangent, derivative_of_output(expr.name, y)))
-    else:
-        raise DerivationError(f"no reverse-mode rule for {type(expr).__name__}: {expr}")
+    yield from rule_for(VJP, expr, "reverse-mode")(expr, cotangent, output)
+
+
+def _vjp_product(expr: MatMul, cotangent: sp.Basic, output) -> Iterator:
+    numbers = [f for f in expr.args if not getattr(f, "is_Matrix", False)]
+    factors = [f for f in expr.args if getattr(f, "is_Matrix", False)]
+    coefficient = sp.Mul(*numbers)
+    for k, factor in enumerate(factors):
+        left, right = _product(factors[:k]), _product(factors[k + 1 :])
+        parts = [] if coefficient == 1 else [coefficient]
+        parts += [_transpose(left)] if left is not None else []
+        parts += [cotangent] + ([_transpose(right)] if right is not None else [])
+        yield from vjp(factor, _product(parts))
+
+
+def _vjp_hadamard(expr: HadamardProduct, cotangent: sp.Basic, output) -> Iterator:
+    for k, arg in enumerate(expr.args):
+        others = expr.args[:k] + expr.args[k + 1 :]
+        yield from vjp(arg, hadamard(cotangent, *others))
+
+
+def _vjp_elementwise(expr: Elementwise, cotangent: sp.Basic, output) -> Iterator:
+    y = output if output is not None else expr
+    yield from vjp(expr.arg, hadamard(cotangent, derivative_of_output(expr.name, y)))
+
+
+VJP: dict[type, Callable[..., Iterator]] = {
+    MatrixSymbol: lambda expr, cotangent, output: iter([(expr, cotangent)]),
+    OneMatrix: lambda expr, cotangent, output: iter(()),
+    ZeroMatrix: lambda expr, cotangent, output: iter(()),
+    MatAdd: lambda expr, cotangent, output: (
+        pair for arg in expr.args for pair in vjp(arg, cotangent)
+    ),
+    MatMul: _vjp_product,
+    HadamardProduct: _vjp_hadamard,
+    Transpose: lambda expr, cotangent, output: vjp(expr.arg, _transpose(cotangent)),
+    Elementwise: _vjp_elementwise,
+}
+"""Each node type's vector-Jacobian product (the table in this module's docstring)."""
 
 
 def _signed_hadamard(term: sp.Basic) -> tuple[int, HadamardProduct] | None:

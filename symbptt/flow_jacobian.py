@@ -8,6 +8,7 @@ Jacobian is a block matrix), and :func:`symbolic_chain` names the one factor of 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -25,7 +26,7 @@ from sympy.matrices.expressions.diagonal import DiagMatrix
 
 from .adjoint import hadamard
 from .errors import DerivationError
-from .matexpr import Elementwise, derivative_of_output
+from .matexpr import Elementwise, derivative_of_output, rule_for
 from .program import Assignment, State, StepProgram, split_name, t, var
 
 if TYPE_CHECKING:
@@ -86,7 +87,8 @@ def tangent(
     known: dict[MatrixSymbol, sp.Basic],
     output: MatrixSymbol | None = None,
 ) -> sp.Basic | None:
-    """``∂expr/∂wrt`` by the forward-mode rules; None where it is zero.
+    """``∂expr/∂wrt`` by the forward-mode rule of :data:`TANGENT` for its node type; None where
+    it is zero.
 
     ``known`` holds the Jacobians of the variables assigned so far (a symbol or an expression);
     parameters, inputs and the other states are constants. The rules, for a column ``v``::
@@ -96,37 +98,51 @@ def tangent(
         a ⊙ b       ->  diag(b) ∂a + diag(a) ∂b
         y = f(a)    ->  diag(f'(y)) ∂a         (f element-wise, f' written in the output y)
     """
-    if isinstance(expr, MatrixSymbol):
-        return Identity(wrt.shape[0]) if expr == wrt else known.get(expr)
-    if isinstance(expr, (OneMatrix, ZeroMatrix)):
+    return rule_for(TANGENT, expr, "forward-mode")(expr, wrt, known, output)
+
+
+def _tangent_product(expr: MatMul, wrt, known, output) -> sp.Basic | None:
+    numbers = [f for f in expr.args if not getattr(f, "is_Matrix", False)]
+    factors = [f for f in expr.args if getattr(f, "is_Matrix", False)]
+    tangents = [tangent(f, wrt, known) for f in factors]
+    if all(d is None for d in tangents):
         return None
-    if isinstance(expr, MatAdd):
-        return _add([tangent(arg, wrt, known) for arg in expr.args])
-    if isinstance(expr, MatMul):
-        numbers = [f for f in expr.args if not getattr(f, "is_Matrix", False)]
-        factors = [f for f in expr.args if getattr(f, "is_Matrix", False)]
-        tangents = [tangent(f, wrt, known) for f in factors]
-        if all(d is None for d in tangents):
-            return None
-        if any(d is not None for d in tangents[:-1]):
-            raise DerivationError(f"no forward-mode rule for {expr}: a varying matrix factor")
-        return multiply(*numbers, *factors[:-1], tangents[-1])
-    if isinstance(expr, HadamardProduct):
-        terms = []
-        for i, arg in enumerate(expr.args):
-            d = tangent(arg, wrt, known)
-            if d is not None:
-                others = expr.args[:i] + expr.args[i + 1 :]
-                scale = others[0] if len(others) == 1 else hadamard(*others)
-                terms.append(multiply(DiagMatrix(scale), d))
-        return _add(terms)
-    if isinstance(expr, Elementwise):
-        d = tangent(expr.arg, wrt, known)
-        if d is None:
-            return None
-        y = output if output is not None else expr
-        return multiply(DiagMatrix(derivative_of_output(expr.name, y)), d)
-    raise DerivationError(f"no forward-mode rule for {type(expr).__name__}: {expr}")
+    if any(d is not None for d in tangents[:-1]):
+        raise DerivationError(f"no forward-mode rule for {expr}: a varying matrix factor")
+    return multiply(*numbers, *factors[:-1], tangents[-1])
+
+
+def _tangent_hadamard(expr: HadamardProduct, wrt, known, output) -> sp.Basic | None:
+    terms = []
+    for i, arg in enumerate(expr.args):
+        d = tangent(arg, wrt, known)
+        if d is not None:
+            others = expr.args[:i] + expr.args[i + 1 :]
+            scale = others[0] if len(others) == 1 else hadamard(*others)
+            terms.append(multiply(DiagMatrix(scale), d))
+    return _add(terms)
+
+
+def _tangent_elementwise(expr: Elementwise, wrt, known, output) -> sp.Basic | None:
+    d = tangent(expr.arg, wrt, known)
+    if d is None:
+        return None
+    y = output if output is not None else expr
+    return multiply(DiagMatrix(derivative_of_output(expr.name, y)), d)
+
+
+TANGENT: dict[type, Callable[..., sp.Basic | None]] = {
+    MatrixSymbol: lambda expr, wrt, known, output: (
+        Identity(wrt.shape[0]) if expr == wrt else known.get(expr)
+    ),
+    OneMatrix: lambda expr, wrt, known, output: None,
+    ZeroMatrix: lambda expr, wrt, known, output: None,
+    MatAdd: lambda expr, wrt, known, output: _add([tangent(a, wrt, known) for a in expr.args]),
+    MatMul: _tangent_product,
+    HadamardProduct: _tangent_hadamard,
+    Elementwise: _tangent_elementwise,
+}
+"""Each node type's forward-mode rule (the table in :func:`tangent`'s docstring)."""
 
 
 @dataclass(frozen=True)

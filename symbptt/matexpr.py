@@ -16,10 +16,14 @@ element-wise functions of the activation's OUTPUT ``y``, as torch computes them:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 import sympy as sp
 from sympy.matrices.expressions import MatrixExpr
+
+from .errors import DerivationError
 
 
 @dataclass(frozen=True)
@@ -177,3 +181,22 @@ def derivative_of_output(name: str, output: MatrixExpr) -> Elementwise:
     if derivative is None:
         raise KeyError(f"no derivative rule for {name!r}")
     return Elementwise(derivative, output)
+
+
+R = TypeVar("R")
+
+
+def rule_for(rules: Mapping[type, R], expr: sp.Basic, what: str) -> R:
+    """The entry of ``rules`` for ``expr``'s class, or for its nearest base class (as SymPy's
+    printers find ``_print_<Class>`` along the class's MRO).
+
+    Each expression rule of symbptt is such a table keyed by node type (``adjoint.VJP``,
+    ``flow_jacobian.TANGENT``, ``scalar.ELEMENT_LEVEL``); adding a node type is adding a row.
+
+    Raises:
+        DerivationError: ``no <what> rule for <Class>: <expr>``.
+    """
+    for cls in type(expr).__mro__:
+        if cls in rules:
+            return rules[cls]
+    raise DerivationError(f"no {what} rule for {type(expr).__name__}: {expr}")

@@ -55,7 +55,7 @@ from sympy import (
 from sympy.matrices import MatrixBase
 
 from .derivation import Derivation, Gradient
-from .matexpr import FUNCTIONS, Elementwise
+from .matexpr import FUNCTIONS, Elementwise, rule_for
 from .program import State, at_step, split_name, t
 
 Values = dict[MatrixSymbol, ImmutableMatrix]
@@ -144,39 +144,61 @@ def at_element_level(expr: sp.Basic, values: Leaves) -> ImmutableMatrix:
     ``OneMatrix``, ``ZeroMatrix`` and ``Identity`` become explicit constants. SymPy's own
     ``MatMul.as_explicit()`` is avoided: with explicit factors it goes through
     ``Sum(...).doit()``, which expands and factors the nested entries and is orders of magnitude
-    slower. Raises ``TypeError`` for any other node.
+    slower. Raises :class:`~symbptt.errors.DerivationError` for any other node.
     """
-    if isinstance(expr, MatrixSymbol):
-        try:
-            return values[expr]
-        except KeyError:
-            raise KeyError(f"no explicit value for {expr}") from None
-    if isinstance(expr, MatrixBase):
-        return ImmutableMatrix(expr)
-    if isinstance(expr, (OneMatrix, ZeroMatrix, Identity)):
-        return ImmutableMatrix(expr.as_explicit())
-    args = [at_element_level(arg, values) for arg in expr.args if getattr(arg, "is_Matrix", False)]
-    if isinstance(expr, MatAdd):
-        result = args[0].as_mutable()
-        for arg in args[1:]:
-            result += arg
-    elif isinstance(expr, MatMul):
-        scalars = [arg for arg in expr.args if not getattr(arg, "is_Matrix", False)]
-        result = sp.Mul(*scalars) * args[0]
-        for arg in args[1:]:
-            result = result * arg
-    elif isinstance(expr, Transpose):
-        (result,) = (arg.T for arg in args)
-    elif isinstance(expr, HadamardProduct):
-        result = args[0]
-        for arg in args[1:]:
-            result = result.multiply_elementwise(arg)
-    elif isinstance(expr, Elementwise):
-        (arg,) = args
-        result = arg.applyfunc(SCALAR_FUNCTIONS[expr.name])
-    else:
-        raise TypeError(f"no element-level rule for {type(expr).__name__}: {expr}")
-    return ImmutableMatrix(result)
+    return ImmutableMatrix(rule_for(ELEMENT_LEVEL, expr, "element-level")(expr, values))
+
+
+def _leaf(expr: MatrixSymbol, values: Leaves) -> sp.MatrixBase:
+    try:
+        return values[expr]
+    except KeyError:
+        raise KeyError(f"no explicit value for {expr}") from None
+
+
+def _operands(expr: sp.Basic, values: Leaves) -> list[sp.MatrixBase]:
+    """The explicit matrices of ``expr``'s matrix operands (its numbers left out)."""
+    return [at_element_level(arg, values) for arg in expr.args if getattr(arg, "is_Matrix", False)]
+
+
+def _sum(expr: MatAdd, values: Leaves) -> sp.MatrixBase:
+    first, *rest = _operands(expr, values)
+    result = first.as_mutable()
+    for arg in rest:
+        result += arg
+    return result
+
+
+def _product(expr: MatMul, values: Leaves) -> sp.MatrixBase:
+    first, *rest = _operands(expr, values)
+    result = sp.Mul(*[arg for arg in expr.args if not getattr(arg, "is_Matrix", False)]) * first
+    for arg in rest:
+        result = result * arg
+    return result
+
+
+def _hadamard(expr: HadamardProduct, values: Leaves) -> sp.MatrixBase:
+    first, *rest = _operands(expr, values)
+    for arg in rest:
+        first = first.multiply_elementwise(arg)
+    return first
+
+
+ELEMENT_LEVEL: dict[type, Callable[[sp.Basic, Leaves], sp.MatrixBase]] = {
+    MatrixSymbol: _leaf,
+    MatrixBase: lambda expr, values: expr,
+    OneMatrix: lambda expr, values: expr.as_explicit(),
+    ZeroMatrix: lambda expr, values: expr.as_explicit(),
+    Identity: lambda expr, values: expr.as_explicit(),
+    MatAdd: _sum,
+    MatMul: _product,
+    Transpose: lambda expr, values: _operands(expr, values)[0].T,
+    HadamardProduct: _hadamard,
+    Elementwise: lambda expr, values: _operands(expr, values)[0].applyfunc(
+        SCALAR_FUNCTIONS[expr.name]
+    ),
+}
+"""Each node type at element level, from its operands' explicit matrices."""
 
 
 # --- forward and loss ---------------------------------------------------------------------
