@@ -129,7 +129,7 @@ def cell_parameters(net) -> dict:
 def generated_module(cell: str, steps: int, input_size: int, hidden_size: int):
     """The generated module's class for ``examples/cells/<cell>.toml``, loop form."""
     from symbptt import derive
-    from symbptt.cell_definition import Cell
+    from symbptt.core.cell_definition import Cell
 
     definition = Cell.from_file(CELLS_DIR / f"{cell}.toml")
     derivation = derive(
@@ -321,7 +321,7 @@ def eager_parameters(cell: str, input_size: int, hidden_size: int, dtype) -> dic
     can be built (so that the eager and compiled loops are still measured)."""
     import torch
 
-    from symbptt.cell_definition import Cell
+    from symbptt.core.cell_definition import Cell
 
     sizes = {"I": input_size, "H": hidden_size}
     bound = 1 / math.sqrt(hidden_size)

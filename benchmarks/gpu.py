@@ -5,7 +5,8 @@
 
 A prepared script, run once on a lent GPU machine, that measures:
 
-1. Correctness on the device: ``symbptt.verify.compare`` of the generated module against
+1. Correctness on the device: ``symbptt.verification.verify.compare`` of the generated module
+against
    ``torch.nn.RNN`` / ``LSTM`` (also with ``proj_size``) / ``GRU`` (cuDNN on CUDA) at small
    sizes, float64 (tolerance 1e-10) and float32 (1e-4, see ``symbptt/verify.py``), TF32 off.
 2. Speed, float32, forward + backward (``output.backward(cotangent)``): median milliseconds of
@@ -41,8 +42,8 @@ from pathlib import Path
 import torch
 
 import symbptt
-from symbptt.agreement import TOLERANCE, torch_reference
-from symbptt.verify import compare
+from symbptt.verification.agreement import TOLERANCE, torch_reference
+from symbptt.verification.verify import compare
 
 ROOT = Path(__file__).resolve().parent.parent
 CELLS = ("rnn", "lstm", "gru")
@@ -234,7 +235,8 @@ def correctness(report: Markdown, device: str, quick: bool) -> bool:
     report.add(
         f"## Correctness on {card}: generated module vs torch.nn ({reference})",
         "",
-        "`symbptt.verify.compare`: same weights, random input, initial state and cotangents on "
+        "`symbptt.verification.verify.compare`: same weights, random input, initial state and "
+        "cotangents on "
         "every output (seed 0); max relative error `max|a − b| / max|b|` over the outputs and "
         "every gradient. TF32 off.",
         "",

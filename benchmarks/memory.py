@@ -77,7 +77,7 @@ def saved_memory(
     import torch
 
     import symbptt
-    from symbptt.agreement import torch_reference
+    from symbptt.verification.agreement import torch_reference
 
     derivation = symbptt.derive(
         cell=cell, steps=steps, input_size=input_size, hidden_size=hidden_size

@@ -100,7 +100,7 @@ def naive_time(steps: int, input_size: int, hidden_size: int, cap: float) -> flo
     """Seconds for SymPy diff of the fully unrolled scalar loss w.r.t. every parameter entry."""
     code = f"""
 import json, time, symbptt
-from symbptt.scalar import brute_force_gradients
+from symbptt.scalar.explicit import brute_force_gradients
 d = symbptt.derive(steps={steps}, input_size={input_size}, hidden_size={hidden_size})
 start = time.perf_counter()
 brute_force_gradients(d)
@@ -145,7 +145,7 @@ print(json.dumps({{
 def scalar_view_time(
     steps: int, input_size: int, hidden_size: int, backend: str, cap: float = 120.0
 ) -> float | None:
-    """Seconds of ``symbptt.scalar_view.scalar_view`` (with CSE) on a derived RNN layer.
+    """Seconds of ``symbptt.scalar.view.scalar_view`` (with CSE) on a derived RNN layer.
 
     Runs in a fresh interpreter under ``cap`` seconds. Not timed: the matrix-level derivation
     (its per-step equations included, the same SymPy work for both backends, which ``symbptt
@@ -156,7 +156,7 @@ def scalar_view_time(
     code = f"""
 import json, time, symbptt
 from sympy.core.cache import clear_cache
-from symbptt.scalar_view import scalar_view
+from symbptt.scalar.view import scalar_view
 scalar_view(symbptt.derive(steps=1), backend={backend!r})
 d = symbptt.derive(steps={steps}, input_size={input_size}, hidden_size={hidden_size})
 d.forward, d.backward
@@ -191,7 +191,7 @@ def module_times(
     """
     code = f"""
 import json, warnings, torch, symbptt
-from symbptt.agreement import torch_reference
+from symbptt.verification.agreement import torch_reference
 from benchmarks.flops import plain_matmuls
 from benchmarks.timing import take_turns
 torch.set_num_threads({THREADS})
@@ -234,7 +234,7 @@ def founding_breakdown(cell: str, dtype: str, runs: int) -> dict:
     steps, batch, n_in, n_h = FOUNDING
     code = f"""
 import json, torch, symbptt
-from symbptt.agreement import torch_reference
+from symbptt.verification.agreement import torch_reference
 from benchmarks.timing import take_turns
 torch.set_num_threads({THREADS})
 dtype = getattr(torch, {dtype!r})
@@ -399,7 +399,7 @@ def scalar_view_section(args: argparse.Namespace, results: dict) -> list[str]:
     return [
         "## Scalar view with CSE (T = 50, I = 4, H = 8)",
         "",
-        "Seconds of `symbptt.scalar_view.scalar_view(derivation, backend=...)` in a fresh "
+        "Seconds of `symbptt.scalar.view.scalar_view(derivation, backend=...)` in a fresh "
         "process; not timed: the matrix-level derivation (the same SymPy work for both "
         "backends) and the backend's import; SymPy's cache is cleared first. "
         '"not available" where the module is missing or the call fails.',

@@ -147,7 +147,7 @@ def scalar_view_cse(results: dict) -> Status:
         return _missing(target)
     seconds = results["scalar_view"].get("sympy")
     if seconds is None:
-        return Status(target, "not available (symbptt.scalar_view missing or failed)", None)
+        return Status(target, "not available (symbptt.scalar.view missing or failed)", None)
     if math.isinf(seconds):
         return Status(target, "past its cap", False)
     return Status(target, f"{seconds:.2f} s (SymPy backend)", seconds < 10)
@@ -160,7 +160,7 @@ def symengine_speedup(results: dict) -> Status:
         return _missing(target)
     sympy_s, symengine_s = views.get("sympy"), views.get("symengine")
     if sympy_s is None or symengine_s is None:
-        return Status(target, "not available (symbptt.scalar_view missing or failed)", None)
+        return Status(target, "not available (symbptt.scalar.view missing or failed)", None)
     if math.isinf(symengine_s):
         return Status(target, "SymEngine past its cap", False)
     speedup = sympy_s / symengine_s

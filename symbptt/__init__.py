@@ -7,8 +7,10 @@
 >>> RNN = d.load().RNN          # drop-in for torch.nn.RNN whose backward is the derivation
 """
 
-from .cell_definition import Cell
-from .derivation import Derivation, Gradient, derive
+from .api import Derivation, derive
+from .core.cell_definition import Cell
+from .core.derivation import Gradient
+from .core.spec import Spec
 from .errors import (
     CodegenError,
     DerivationError,
@@ -16,7 +18,6 @@ from .errors import (
     SymbpttError,
     VerificationError,
 )
-from .spec import Spec
 
 __all__ = [
     "Cell",

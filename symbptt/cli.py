@@ -8,23 +8,26 @@ from __future__ import annotations
 
 import argparse
 import errno
-import importlib
 import os
-import shutil
 import sys
 import textwrap
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import CodegenError, SpecError, SymbpttError
-from .spec import CELLS
+from .arguments import add_spec_options, derivation_from_args
+from .check import command as check_command
+from .errors import CodegenError, SymbpttError
+from .explain import command as explain_command
+from .flow import command as flow_command
+from .scalar import command as scalar_command
+from .terminal import terminal_width
 
 LEARNER_COMMANDS = {
-    "explain": "explain",
-    "check": "check",
-    "flow": "flow",
-    "scalar-view": "scalar_cli",
+    "explain": explain_command,
+    "check": check_command,
+    "flow": flow_command,
+    "scalar-view": scalar_command,
 }
 """Subcommands and the modules that define them (HELP, SPEC_OPTIONS, add_arguments, run)."""
 
@@ -36,97 +39,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _spec_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("layer (defaults: the founding case, nn.RNN(1, 2), 3 steps)")
-    group.add_argument(
-        "--cell",
-        default="rnn",
-        metavar="{" + ",".join(CELLS) + "} or FILE.toml",
-        help="torch module to derive (default rnn), or a cell file (see examples/cells/)",
-    )
-    group.add_argument("--steps", type=int, help="time steps T (default 3; cells are 1 step)")
-    group.add_argument("--input-size", type=int, default=1, help="input_size I (default 1)")
-    group.add_argument("--hidden-size", type=int, default=2, help="hidden_size H (default 2)")
-    group.add_argument("--proj-size", type=int, default=0, help="proj_size P (lstm only)")
-    group.add_argument("--nonlinearity", default="tanh", help="tanh (default) or relu (rnn)")
-    group.add_argument("--no-bias", dest="bias", action="store_false", help="bias=False")
-    group.add_argument("--num-layers", type=int, default=1, help="stacked layers (default 1)")
-    group.add_argument("--bidirectional", action="store_true", help="two directions per layer")
-    group.add_argument(
-        "--dropout", type=float, default=0.0, help="dropout between layers, in [0, 1) (default 0)"
-    )
-    group.add_argument(
-        "--packed", action="store_true", help="accept PackedSequence input (variable lengths)"
-    )
-    group.add_argument(
-        "--truncate",
-        type=int,
-        default=0,
-        metavar="K",
-        help="k-step truncated BPTT: the carried state is detached every K steps",
-    )
-    form = group.add_mutually_exclusive_group()
-    form.add_argument(
-        "--loop",
-        dest="loop",
-        action="store_true",
-        default=None,
-        help="generated code loops over steps (default above 16 steps)",
-    )
-    form.add_argument(
-        "--unrolled", dest="loop", action="store_false", help="generated code writes every step out"
-    )
-
-
-def cell_from_args(value: str):
-    """``--cell``: one of torch's (``lstm``) or a cell file's path, read as a Cell.
-
-    Raises:
-        SpecError: neither (the file's problems come as ``FILE:LINE:COL: message``).
-    """
-    if value in CELLS:
-        return value
-    if not value.endswith(".toml") and not Path(value).exists():
-        raise SpecError(
-            f"unknown cell {value!r}; choose one of {', '.join(CELLS)}, or give a cell file "
-            "(FILE.toml, see examples/cells/)"
-        )
-    from .cell_definition import Cell
-
-    return Cell.from_file(value)
-
-
-def derivation_from_args(args: argparse.Namespace):
-    from .derivation import derive
-
-    return derive(
-        steps=args.steps,
-        input_size=args.input_size,
-        hidden_size=args.hidden_size,
-        nonlinearity=args.nonlinearity,
-        bias=args.bias,
-        loop=args.loop,
-        cell=cell_from_args(args.cell),
-        proj_size=args.proj_size,
-        num_layers=args.num_layers,
-        bidirectional=args.bidirectional,
-        dropout=args.dropout,
-        packed=args.packed,
-        truncate=args.truncate,
-    )
-
-
 def _document(derivation, path: Path) -> str:
     if path.suffix == ".tex":
         return derivation.to_latex()
     if path.suffix == ".md":
         return derivation.to_markdown()
     raise CodegenError(f"{path}: the document must end in .tex (LaTeX) or .md (Markdown)")
-
-
-def terminal_width() -> int:
-    """Columns to wrap output at: the terminal's, kept between 60 and 100."""
-    return max(60, min(100, shutil.get_terminal_size((100, 24)).columns))
 
 
 def _print_report(report) -> int:
@@ -150,7 +68,7 @@ def _run_derive(args: argparse.Namespace) -> int:
         check_writable(path, force=args.force)
     if not args.no_verify:  # a verification too large to run is refused before writing too
         from .limits import require
-        from .verify import verify_cost
+        from .verification.verify import verify_cost
 
         require(verify_cost(derivation.spec), announce=False)  # verify announces it
     for path, content in outputs:  # and write before printing: stdout cannot stop it
@@ -162,7 +80,7 @@ def _run_derive(args: argparse.Namespace) -> int:
     if args.no_verify:
         return 0
     from .codegen import load_module_file
-    from .verify import verify
+    from .verification.verify import verify
 
     return _print_report(verify(derivation, module=load_module_file(module_path)))
 
@@ -189,7 +107,7 @@ def _run_latex(args: argparse.Namespace) -> int:
 
 
 def _run_verify(args: argparse.Namespace) -> int:
-    from .verify import verify
+    from .verification.verify import verify
 
     derivation = derivation_from_args(args)
     report = verify(
@@ -213,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the derivation, write the generated module, verify it",
         description="Print the derivation, write <out>/<name>.py and verify it against torch.",
     )
-    _spec_options(derive)
+    add_spec_options(derive)
     derive.add_argument("--out", default="generated", help="folder for the module (generated)")
     derive.add_argument("--name", help="module name (default like rnn_tanh_t3_i1_h2)")
     derive.add_argument("--latex", metavar="FILE", help="also write the document (.tex or .md)")
@@ -228,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the derivation as LaTeX or Markdown",
         description="Write the derivation as a .tex or .md document.",
     )
-    _spec_options(latex)
+    add_spec_options(latex)
     latex.add_argument("-o", "--output", required=True, metavar="FILE", help="FILE.tex or FILE.md")
     latex.add_argument("--pdf", action="store_true", help="also compile FILE.tex with pdflatex")
     latex.add_argument(
@@ -241,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="compare generated gradients with torch's (exit 1 on mismatch)",
         description="Generate the module in memory and compare it with torch's own module.",
     )
-    _spec_options(check)
+    add_spec_options(check)
     check.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     check.add_argument("--dtype", default="float64", choices=("float64", "float32"))
     check.add_argument(
@@ -249,11 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--batch", type=int, default=3, help="batch size, positive (default 3)")
     check.set_defaults(run=_run_verify)
-    for name, module_name in LEARNER_COMMANDS.items():
-        module = importlib.import_module(f"symbptt.{module_name}")
+    for name, module in LEARNER_COMMANDS.items():
         command = commands.add_parser(name, help=module.HELP, description=module.__doc__)
         if module.SPEC_OPTIONS:
-            _spec_options(command)
+            add_spec_options(command)
         module.add_arguments(command)
         command.set_defaults(run=module.run)
     return parser

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .spec import Spec
+from .core.spec import Spec
 
 EXAMPLES: tuple[Spec, ...] = (
     Spec(steps=3, input_size=1, hidden_size=2),  # the founding case
@@ -40,7 +40,7 @@ EXAMPLES: tuple[Spec, ...] = (
 
 def example_files() -> dict[str, str]:
     """File name -> content of every example (module source, and the founding case's docs)."""
-    from .derivation import Derivation
+    from .api import Derivation
 
     files = {}
     for spec in EXAMPLES:

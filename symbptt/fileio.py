@@ -267,3 +267,12 @@ def write_generated(path: Path, content: str | bytes, force: bool = False) -> Pa
         Path(temp).unlink(missing_ok=True)
         raise
     return path
+
+
+def templates_dir() -> Path:
+    """``symbptt/templates`` in an installed wheel, else the repository's ``templates/``."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "templates", here.parent / "templates"):
+        if candidate.is_dir():
+            return candidate
+    raise CodegenError(f"templates not found next to {here}")

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, TypeVar
 from .errors import SpecError
 
 if TYPE_CHECKING:
-    from .spec import Spec
+    from .core.spec import Spec
 
 T = TypeVar("T")
 
@@ -60,7 +60,7 @@ ANNOUNCE_BYTES = 1e9
 
 
 def _gates(spec: Spec) -> int:
-    """Row blocks of a layer's weights (:attr:`~symbptt.cell_definition.Cell.blocks`)."""
+    """Row blocks of a layer's weights (:attr:`~symbptt.core.cell_definition.Cell.blocks`)."""
     return spec.definition.blocks
 
 

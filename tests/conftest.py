@@ -65,8 +65,8 @@ def autograd_case(derivation: symbptt.Derivation, seed: int) -> tuple[dict, dict
     """
     import torch
 
-    from symbptt.agreement import torch_reference
-    from symbptt.program import at_step
+    from symbptt.core.program import at_step
+    from symbptt.verification.agreement import torch_reference
 
     spec = derivation.spec
     steps, lstm = spec.steps, spec.family == "lstm"

@@ -15,9 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from symbptt.cell_definition import Cell
-from symbptt.cell_expr import Binary, Call, Number, Ref, Unary
-from symbptt.cell_file import parse_cell, read_cell_file
+from symbptt.core.cell_definition import Cell
+from symbptt.core.cell_expr import Binary, Call, Number, Ref, Unary
+from symbptt.core.cell_file import parse_cell, read_cell_file
 from symbptt.errors import SpecError
 
 MGU = """\

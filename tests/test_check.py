@@ -10,15 +10,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from symbptt.check_diagnose import size_hint, user_names
-from symbptt.check_points import (
+from symbptt.check.diagnose import size_hint, user_names
+from symbptt.check.points import (
     Layer,
     input_points,
     main_points,
     reference,
     saturation_points,
 )
-from symbptt.check_variants import MISTAKES, Knobs, Names, evaluate, knobs_of, terms
+from symbptt.check.variants import MISTAKES, Knobs, Names, evaluate, knobs_of, terms
 from symbptt.cli import main
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

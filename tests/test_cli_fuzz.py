@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from symbptt.cli import main
-from symbptt.spec import CELLS
+from symbptt.core.spec import CELLS
 
 CORRECT = str(Path(__file__).resolve().parent.parent / "examples" / "correct.py")
 

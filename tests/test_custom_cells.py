@@ -2,7 +2,8 @@
 that share nothing with the generated code:
 
 - autograd of the equations evaluated step by step from the parsed tree
-  (:mod:`symbptt.cell_reference`, through :func:`symbptt.verify.compare`), float64 at 1e-10,
+  (:mod:`symbptt.verification.cell_reference`, through
+  :func:`symbptt.verification.verify.compare`), float64 at 1e-10,
   random cotangents, batched and unbatched, T = 1 and input_size ≠ hidden_size, both code forms,
   layers, directions, packed sequences and truncation;
 - finite differences (``torch.autograd.gradcheck``) of the generated module;
@@ -22,8 +23,8 @@ import pytest
 import torch
 
 import symbptt
-from symbptt import scalar
-from symbptt.verify import compare
+from symbptt.scalar import explicit as scalar
+from symbptt.verification.verify import compare
 
 CELLS_DIR = Path(__file__).resolve().parent.parent / "examples" / "cells"
 CATALOGUE = (

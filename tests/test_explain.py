@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 
-import symbptt.agreement
+import symbptt.verification.agreement
 from symbptt.cli import main
 
 FOUNDING_W_IH = [2.0941, 0.1053]
@@ -309,7 +309,7 @@ def test_subprocess_status_and_no_traceback(tmp_path):
 
 def test_mismatch_exits_1(capsys, monkeypatch):
     """A difference above the tolerance is reported, as verify does, with exit status 1."""
-    monkeypatch.setitem(symbptt.agreement.TOLERANCE, "float64", -1.0)
+    monkeypatch.setitem(symbptt.verification.agreement.TOLERANCE, "float64", -1.0)
     status, out, err = explain(capsys, "--input", "1,2,3")
     assert status == 1 and err == ""
     assert "MISMATCH: weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0, output" in out
@@ -319,7 +319,7 @@ def test_explanation_displays_as_html_tables_in_jupyter():
     import torch
 
     from symbptt import derive
-    from symbptt.explain import explain
+    from symbptt.explain.command import explain
 
     x = torch.tensor([[1.0], [2.0], [3.0]], dtype=torch.float64)
     shown = explain(derive(), x=x)._repr_html_()

@@ -103,10 +103,12 @@ class _Mismatch:
 
 
 def test_verification_runs_and_decides_the_status_after_stdout_has_gone(tmp_path, monkeypatch):
-    import symbptt.verify
+    import symbptt.verification.verify
 
     verified = []
-    monkeypatch.setattr(symbptt.verify, "verify", lambda *a, **k: verified.append(1) or _Mismatch())
+    monkeypatch.setattr(
+        symbptt.verification.verify, "verify", lambda *a, **k: verified.append(1) or _Mismatch()
+    )
     monkeypatch.setattr(sys, "stdout", _GoneReader())
     assert main(["derive", "--out", str(tmp_path)]) == 1
     assert verified == [1]

@@ -10,8 +10,8 @@ import pytest
 import torch
 from conftest import derivation, generated
 
-from symbptt import flow
 from symbptt.cli import main
+from symbptt.flow import command as flow
 
 CASES = {
     "rnn_tanh": dict(cell="rnn", steps=4, input_size=2, hidden_size=3),

@@ -2,7 +2,7 @@
 rel <= 1e-10.
 
 Expected values come from torch autograd of torch's own module with the same weights
-(``symbptt.verify.compare`` runs both); the cotangents on every output are random. The
+(``symbptt.verification.verify.compare`` runs both); the cotangents on every output are random. The
 tests in tests/test_verify.py show that this comparison fails for a wrong backward.
 """
 
@@ -12,8 +12,8 @@ import pytest
 import torch
 from conftest import derivation, generated
 
-from symbptt.agreement import torch_reference
-from symbptt.verify import compare
+from symbptt.verification.agreement import torch_reference
+from symbptt.verification.verify import compare
 
 TOL = 1e-10
 
@@ -256,8 +256,8 @@ def test_lstm_state_errors():
 def test_float32_within_documented_tolerance():
     from conftest import derivation
 
-    from symbptt.agreement import TOLERANCE
-    from symbptt.verify import verify
+    from symbptt.verification.agreement import TOLERANCE
+    from symbptt.verification.verify import verify
 
     report = verify(derivation(steps=30, input_size=4, hidden_size=8), dtype="float32")
     assert report.ok, report.table()
@@ -268,7 +268,7 @@ def test_float32_within_documented_tolerance():
 def test_cuda_matches_cudnn():
     from conftest import derivation
 
-    from symbptt.verify import verify
+    from symbptt.verification.verify import verify
 
     for dtype in ("float64", "float32"):
         report = verify(

@@ -4,7 +4,8 @@ The derivation's backward program comes from matrix-level reverse-mode rules. Th
 shares nothing with them: the forward program is written out entry by entry, the scalar loss
 ``L = Σ_t g_t·h_t + Σ_states final·state_T`` (``g_n·h_T``, and ``gc_n·c_T`` for an LSTM) is
 formed, and ``sympy.diff`` differentiates it one scalar at a time
-(:func:`symbptt.scalar.brute_force_gradients`), for every cell: RNN, LSTM (with and without a
+(:func:`symbptt.scalar.explicit.brute_force_gradients`), for every cell: RNN, LSTM (with and
+without a
 projection), GRU and the single-step cells. The forward equations the brute force trusts are
 checked against torch's own autograd; the unrolled chains and the founding case (torch's own
 numbers, and the founding user's wrong formula) are checked against it too.
@@ -23,10 +24,10 @@ from conftest import autograd_case, block_tensors
 from sympy import HadamardProduct, MatAdd, MatrixSymbol
 
 import symbptt
-from symbptt import scalar
-from symbptt.matexpr import FUNCTIONS, Elementwise
-from symbptt.program import Assignment, at_step, split_name, var
-from symbptt.unrolled import unroll
+from symbptt.core.matexpr import FUNCTIONS, Elementwise
+from symbptt.core.program import Assignment, at_step, split_name, var
+from symbptt.core.unrolled import unroll
+from symbptt.scalar import explicit as scalar
 
 SIZES = [(1, 1, 1), (2, 1, 2), (3, 1, 2), (2, 3, 2), (3, 2, 3)]
 """(T, I, H)."""

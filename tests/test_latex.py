@@ -12,13 +12,13 @@ import pytest
 from conftest import derivation
 from sympy import HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
 
+from symbptt.core.matexpr import Elementwise
+from symbptt.core.program import Assignment
+from symbptt.core.unrolled import MAX_STEPS
 from symbptt.errors import CodegenError
 from symbptt.fileio import GENERATED_MARKER
-from symbptt.matexpr import Elementwise
 from symbptt.printing import document
 from symbptt.printing.latex import latex
-from symbptt.program import Assignment
-from symbptt.unrolled import MAX_STEPS
 
 SPECS = {
     "t1": dict(steps=1),

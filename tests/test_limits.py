@@ -18,12 +18,13 @@ from pathlib import Path
 import pytest
 
 import symbptt
-from symbptt import check_process, limits
-from symbptt.check_diagnose import check_file
-from symbptt.check_process import UserCodeError
+from symbptt import limits
+from symbptt.check import process as check_process
+from symbptt.check.diagnose import check_file
+from symbptt.check.process import UserCodeError
 from symbptt.cli import main
 from symbptt.errors import SpecError, SymbpttError, VerificationError
-from symbptt.verify import verify
+from symbptt.verification.verify import verify
 
 CORRECT = str(Path(__file__).resolve().parent.parent / "examples" / "correct.py")
 
@@ -355,8 +356,8 @@ def test_one_spelling_in_the_help(capsys):
 
 
 def test_loss_api_takes_both_spellings():
-    from symbptt.explain import explain
-    from symbptt.numeric_inputs import loss_name
+    from symbptt.explain.command import explain
+    from symbptt.verification.numeric_inputs import loss_name
 
     assert loss_name("hn") == loss_name("h_n") == "h_n"
     with pytest.raises(SpecError, match="h_n"):
@@ -372,7 +373,7 @@ def test_flow_bad_seed_is_one_line(capsys):
 def test_scalar_view_over_limit_is_refused(capsys):
     status, out, err = run_cli(capsys, "scalar-view", "--hidden-size", "1000")
     assert_one_line_error(status, err, "scalar view", "SYMBPTT_MAX_SECONDS")
-    from symbptt.scalar_view import scalar_view
+    from symbptt.scalar.view import scalar_view
 
     with pytest.raises(SpecError, match="SYMBPTT_MAX_SECONDS"):
         scalar_view(symbptt.derive(hidden_size=1000))
@@ -391,7 +392,7 @@ def test_numeric_learner_tools_over_limit(capsys, argv, words):
 
 
 def test_scalar_view_shows_progress_on_a_terminal(monkeypatch):
-    from symbptt.scalar_view import scalar_view
+    from symbptt.scalar.view import scalar_view
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:

@@ -7,9 +7,9 @@ import pytest
 from sympy import HadamardProduct, MatAdd
 
 import symbptt
-from symbptt.local_factors import local_factors
-from symbptt.module_context import _Builder
-from symbptt.program import split_name
+from symbptt.codegen.local_factors import local_factors
+from symbptt.codegen.module_context import _Builder
+from symbptt.core.program import split_name
 
 
 def _factors(expr) -> list:

@@ -6,11 +6,11 @@ from __future__ import annotations
 import torch
 from sympy import HadamardProduct, MatAdd, OneMatrix
 
-from symbptt.matexpr import Elementwise
-from symbptt.printing.loop_step import alias_name, alias_slots, hoist, store
+from symbptt.codegen.loop_step import alias_name, alias_slots, hoist, store
+from symbptt.codegen.torch_code import BatchedTorchPrinter
+from symbptt.core.matexpr import Elementwise
+from symbptt.core.program import t, var
 from symbptt.printing.names import loop_code_name
-from symbptt.printing.torch_code import BatchedTorchPrinter
-from symbptt.program import t, var
 
 H = 3
 u, v, w = var("u", t, H), var("v", t, H), var("w", t, H)

@@ -3,7 +3,8 @@
 In the spirit of PyTorch's own ``_test_RNN_cpu_vs_cudnn``: every combination of cell × bias ×
 bidirectional × batch_first × num_layers × packed variable lengths × nonlinearity, plus LSTM
 projections, in float64 with random cotangents on output, h_n and c_n; every parameter, input
-and state gradient is compared (``symbptt.verify.compare``: torch's module with the same
+and state gradient is compared (``symbptt.verification.verify.compare``: torch's module with the
+same
 weights, differentiated by autograd, is the reference). Dropout is compared with explicit
 masks against autograd of the same masked forward built from torch's one-layer modules.
 """
@@ -16,7 +17,7 @@ import pytest
 import torch
 from conftest import derivation, generated
 
-from symbptt.verify import compare
+from symbptt.verification.verify import compare
 
 LENGTHS = [7, 5, 5, 2, 1, 1]
 GRID = [

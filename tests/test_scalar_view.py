@@ -1,9 +1,10 @@
-"""The element-level scalar view with CSE (:mod:`symbptt.scalar_view`), both backends.
+"""The element-level scalar view with CSE (:mod:`symbptt.scalar.view`), both backends.
 
 The view's outputs are evaluated numerically (float64) and compared with independent
 references: torch's own modules with autograd (same weights, inputs and random cotangents,
 float64) for RNN, LSTM and GRU at T = 1 and T = 3 with I ≠ H, and SymPy's brute-force ``diff`` of
-the unrolled loss (:func:`symbptt.scalar.brute_force_gradients`) for tiny sizes. The printed
+the unrolled loss (:func:`symbptt.scalar.explicit.brute_force_gradients`) for tiny sizes. The
+printed
 view of one small case is diffed against golden files, one per backend:
 
     tests/golden/scalar_view/<backend>/rnn_tanh_t2_i1_h2.txt
@@ -30,9 +31,9 @@ import sympy as sp
 from conftest import autograd_case
 
 import symbptt
-from symbptt import scalar
 from symbptt.errors import SymbpttError
-from symbptt.scalar_view import (
+from symbptt.scalar import explicit as scalar
+from symbptt.scalar.view import (
     BackendUnavailableError,
     ScalarView,
     ScalarViewError,
@@ -180,7 +181,8 @@ def test_packed_view_equals_brute_force(case, backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_truncated_view_equals_the_program(backend):
     """Truncated BPTT (nothing flows back across every second step), against the derivation's
-    own program run with 30-digit numbers (:func:`symbptt.scalar.program_gradients`); the full
+    own program run with 30-digit numbers (:func:`symbptt.scalar.explicit.program_gradients`); the
+    full
     gradient differs."""
     kwargs = dict(cell="rnn", steps=4, input_size=2, hidden_size=2)
     derivation = _derivation(**kwargs, truncate=2)
@@ -263,7 +265,7 @@ def test_text_does_not_depend_on_the_hash_seed(backend):
     kwargs = dict(cell="lstm", steps=2, input_size=2, hidden_size=2)
     code = (
         "import symbptt, sys\n"
-        "from symbptt.scalar_view import scalar_view\n"
+        "from symbptt.scalar.view import scalar_view\n"
         f"d = symbptt.derive(**{kwargs!r})\n"
         f"sys.stdout.write(scalar_view(d, {backend!r}).text())\n"
     )

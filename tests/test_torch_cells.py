@@ -1,4 +1,4 @@
-"""torch's cells as definitions of the same kind as a user's (:mod:`symbptt.torch_cells`).
+"""torch's cells as definitions of the same kind as a user's (:mod:`symbptt.core.torch_cells`).
 
 The expected values come from torch itself: a user's cell file that writes torch's GRU and LSTM
 equations, derived and generated through the user's path, must give torch.nn.GRU's and
@@ -12,11 +12,11 @@ import pytest
 import torch
 
 import symbptt
-from symbptt.cell_definition import Cell
-from symbptt.derivation import Derivation
+from symbptt.api import Derivation
+from symbptt.core.cell_definition import Cell
+from symbptt.core.spec import CELLS, Spec
+from symbptt.core.torch_cells import TORCH_CELLS, Options, torch_cell
 from symbptt.errors import SpecError
-from symbptt.spec import CELLS, Spec
-from symbptt.torch_cells import TORCH_CELLS, Options, torch_cell
 
 GRU_FILE = """
 name = "MyGRU"

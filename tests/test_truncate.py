@@ -1,7 +1,8 @@
 """Truncated BPTT (--truncate k) against torch with the carried state detached every k steps.
 
 The reference runs torch's own module over chunks of k steps and detaches the state between
-chunks (``symbptt.verify.compare`` does this for a truncated spec); autograd then gives the
+chunks (``symbptt.verification.verify.compare`` does this for a truncated spec); autograd then
+gives the
 truncated gradient. The untruncated derivation must NOT match it, so the comparison can fail.
 """
 
@@ -11,7 +12,7 @@ import pytest
 from conftest import derivation, generated
 
 from symbptt import SpecError, derive
-from symbptt.verify import compare
+from symbptt.verification.verify import compare
 
 CASES = [
     dict(cell="rnn", steps=5, input_size=2, hidden_size=3, truncate=2),

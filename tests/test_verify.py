@@ -7,7 +7,7 @@ from conftest import derivation
 
 from symbptt.codegen import load_module
 from symbptt.errors import VerificationError
-from symbptt.verify import verify
+from symbptt.verification.verify import verify
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 """The derivation as a standalone LaTeX document, as Markdown, and as a Jupyter summary.
 
-Every equation string is built here from the :class:`~symbptt.derivation.Derivation` and handed
+Every equation string is built here from the :class:`~symbptt.core.derivation.Derivation` and handed
 to ``templates/document.tex.jinja`` / ``templates/document.md.jinja`` as data; the templates only
 lay the text out. The content mirrors :func:`symbptt.printing.text.derivation_text`: forward
 equations (``F``), backward recurrence (``B``), gradients (``G``) and, for small T, the gradients
@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,17 +26,23 @@ import jinja2
 import sympy as sp
 from sympy import HadamardProduct, MatAdd, MatMul, MatrixSymbol, Transpose
 
-from ..codegen import environment
+from ..core.matexpr import Elementwise
+from ..core.program import Assignment, at_step, split_name, t, var
+from ..core.unrolled import MAX_STEPS, Chain, unroll
 from ..errors import CodegenError
-from ..fileio import GENERATED_MARKER, PDF_CREATOR, check_writable, stamp, write_generated
-from ..matexpr import Elementwise
-from ..program import Assignment, at_step, split_name, t, var
-from ..unrolled import MAX_STEPS, Chain, unroll
+from ..fileio import (
+    GENERATED_MARKER,
+    PDF_CREATOR,
+    check_writable,
+    stamp,
+    templates_dir,
+    write_generated,
+)
 from .latex import chain as latex_chain
 from .latex import latex
 
 if TYPE_CHECKING:
-    from ..derivation import Derivation, Gradient
+    from ..core.derivation import Derivation, Gradient
 
 LINE_BUDGET_PT = 340.0
 """Width (pt) of the right-hand side of one line of a broken sum, on a 455pt text width."""
@@ -248,7 +255,7 @@ def _projected(derivation: Derivation) -> set[MatrixSymbol]:
 
 def _meaning(symbol: MatrixSymbol, derivation: Derivation) -> str:
     """What a variable of the step stands for, as text with $math$: the cell's gates and
-    remarks (:class:`~symbptt.cell_definition.Cell`), else its definition."""
+    remarks (:class:`~symbptt.core.cell_definition.Cell`), else its definition."""
     cell = derivation.spec.definition
     if symbol.name in _MEANINGS:
         return _MEANINGS[symbol.name]
@@ -586,9 +593,23 @@ def _network(spec, code: Callable[[str], str]) -> list[str]:
     return paragraphs
 
 
+@lru_cache(maxsize=1)
+def _environment() -> jinja2.Environment:
+    """The document templates' strict Jinja environment (the code templates have their own,
+    :func:`symbptt.codegen.environment`): undefined names are errors, whitespace is exact."""
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir())),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
 def _render(template: str, context: dict) -> str:
     try:
-        return environment().get_template(template).render(**context)
+        return _environment().get_template(template).render(**context)
     except jinja2.TemplateError as exc:
         raise CodegenError(f"template {template} failed: {exc}") from exc
 

@@ -10,7 +10,7 @@ import sympy as sp
 from sympy import MatrixSymbol
 from sympy.printing.latex import LatexPrinter as _SympyLatexPrinter
 
-from ..unrolled import Chain
+from ..core.unrolled import Chain
 from .names import latex_name
 from .notation import MatrixNotation
 

@@ -1,6 +1,6 @@
 """How each variable of a derivation is written: in text, in LaTeX and in generated code.
 
-Variables are named ``base[index]`` (see :mod:`symbptt.program`). Bases of the form
+Variables are named ``base[index]`` (see :mod:`symbptt.core.program`). Bases of the form
 ``a_X`` (pre-activation of gate X) and ``delta_X`` (its adjoint) print with X as a
 superscript: ``aⁱₜ``, ``δⁱₜ``; ``hbar``/``cbar`` print as ``h̄``/``c̄``; ``ct`` (the LSTM's
 candidate, torch's g gate) as ``c̃``; ``gc[n]`` (∂L/∂c_n) as ``gᶜₙ``.
@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 import sympy as sp
 from sympy import MatrixSymbol
 
-from ..program import Parameter, split_name, t
+from ..core.program import Parameter, split_name, t
 
 _SUBSCRIPT = str.maketrans("0123456789+-tn", "₀₁₂₃₄₅₆₇₈₉₊₋ₜₙ")
 SUPERSCRIPT = str.maketrans("ifgorznhc", "ⁱᶠᵍᵒʳᶻⁿʰᶜ")

@@ -10,8 +10,8 @@ from __future__ import annotations
 import sympy as sp
 from sympy import HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
 
-from ..matexpr import Elementwise
-from ..unrolled import Chain
+from ..core.matexpr import Elementwise
+from ..core.unrolled import Chain
 
 
 class MatrixNotation:
@@ -21,7 +21,7 @@ class MatrixNotation:
     hadamard = " ⊙ "
     transpose = "{}ᵀ"
     style = "text"
-    """Which format of :class:`symbptt.matexpr.ElementwiseFunction` to use."""
+    """Which format of :class:`symbptt.core.matexpr.ElementwiseFunction` to use."""
 
     def name(self, symbol: MatrixSymbol) -> str:
         raise NotImplementedError

@@ -9,13 +9,13 @@ import sympy as sp
 from sympy import MatrixSymbol
 from sympy.printing.str import StrPrinter
 
-from ..program import at_step
-from ..unrolled import MAX_STEPS, unroll
+from ..core.program import at_step
+from ..core.unrolled import MAX_STEPS, unroll
 from .names import text_name
 from .notation import MatrixNotation
 
 if TYPE_CHECKING:
-    from ..derivation import Derivation, Gradient
+    from ..core.derivation import Derivation, Gradient
 
 
 class TextPrinter(MatrixNotation, StrPrinter):
