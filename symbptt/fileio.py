@@ -276,3 +276,19 @@ def templates_dir() -> Path:
         if candidate.is_dir():
             return candidate
     raise CodegenError(f"templates not found next to {here}")
+
+
+def template_environment():
+    """A new strict Jinja environment over :func:`templates_dir`: undefined names are errors,
+    whitespace is exact, nothing is escaped. The code generator and the document printer each
+    keep their own (:func:`symbptt.codegen.environment`, ``printing.document``)."""
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir())),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )

@@ -22,7 +22,7 @@ import jinja2
 
 from ..core.spec import check_module_name
 from ..errors import CodegenError
-from ..fileio import GENERATED_MARKER, stamp, templates_dir, write_generated
+from ..fileio import GENERATED_MARKER, stamp, template_environment, write_generated
 from .module_context import template_context
 
 if TYPE_CHECKING:
@@ -33,14 +33,7 @@ if TYPE_CHECKING:
 def environment() -> jinja2.Environment:
     """The code templates' strict Jinja environment: undefined names are errors, whitespace is
     exact."""
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(templates_dir())),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
+    return template_environment()
 
 
 def format_source(source: str, name: str) -> str:

@@ -35,7 +35,7 @@ from ..fileio import (
     PDF_CREATOR,
     check_writable,
     stamp,
-    templates_dir,
+    template_environment,
     write_generated,
 )
 from .latex import chain as latex_chain
@@ -597,14 +597,7 @@ def _network(spec, code: Callable[[str], str]) -> list[str]:
 def _environment() -> jinja2.Environment:
     """The document templates' strict Jinja environment (the code templates have their own,
     :func:`symbptt.codegen.environment`): undefined names are errors, whitespace is exact."""
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(templates_dir())),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
+    return template_environment()
 
 
 def _render(template: str, context: dict) -> str:
