@@ -186,7 +186,10 @@ def derivative_of_output(name: str, output: MatrixExpr) -> Elementwise:
 R = TypeVar("R")
 
 
-def rule_for(rules: Mapping[type, R], expr: sp.Basic, what: str) -> R:
+_REQUIRED = object()
+
+
+def rule_for(rules: Mapping[type, R], expr: sp.Basic, what: str, default=_REQUIRED) -> R:
     """The entry of ``rules`` for ``expr``'s class, or for its nearest base class (as SymPy's
     printers find ``_print_<Class>`` along the class's MRO).
 
@@ -194,9 +197,11 @@ def rule_for(rules: Mapping[type, R], expr: sp.Basic, what: str) -> R:
     ``flow_jacobian.TANGENT``, ``scalar.ELEMENT_LEVEL``); adding a node type is adding a row.
 
     Raises:
-        DerivationError: ``no <what> rule for <Class>: <expr>``.
+        DerivationError: ``no <what> rule for <Class>: <expr>``, unless a ``default`` is given.
     """
     for cls in type(expr).__mro__:
         if cls in rules:
             return rules[cls]
+    if default is not _REQUIRED:
+        return default
     raise DerivationError(f"no {what} rule for {type(expr).__name__}: {expr}")

@@ -26,7 +26,7 @@ import jinja2
 import sympy as sp
 from sympy import HadamardProduct, MatAdd, MatMul, MatrixSymbol, Transpose
 
-from ..core.matexpr import Elementwise
+from ..core.matexpr import Elementwise, rule_for
 from ..core.program import Assignment, at_step, split_name, t, var
 from ..core.unrolled import MAX_STEPS, Chain, unroll
 from ..errors import CodegenError
@@ -100,21 +100,30 @@ def _partial(of: MatrixSymbol) -> str:
 
 
 def _width(expr: sp.Basic) -> float:
-    """A rough width (pt) of ``latex(expr)`` in display math, to decide where to break lines."""
-    if isinstance(expr, MatrixSymbol):
-        return _PARAMETER_PT if split_name(expr)[1] is None else _INDEXED_PT
-    if isinstance(expr, Transpose):
-        return _width(expr.arg) + 4.0
-    if isinstance(expr, (MatAdd, HadamardProduct)):
-        joint = _PLUS_PT if isinstance(expr, MatAdd) else _ODOT_PT
-        return sum(map(_operand_width, expr.args)) + joint * (len(expr.args) - 1)
-    if isinstance(expr, MatMul):
-        factors = [a for a in expr.args if a.is_Matrix]
-        sign = 0.0 if len(factors) == len(expr.args) else 8.0
-        return sign + sum(map(_operand_width, factors)) + 2.0 * (len(factors) - 1)
-    if isinstance(expr, Elementwise):
-        return 2 * _width(expr.arg) + 25.0
-    return _INDEXED_PT
+    """A rough width (pt) of ``latex(expr)`` in display math, to decide where to break lines:
+    the rule of :data:`WIDTH` for its node type; anything else is one indexed symbol wide."""
+    return rule_for(WIDTH, expr, "width", lambda e: _INDEXED_PT)(expr)
+
+
+def _joined_width(expr: sp.Basic, joint: float) -> float:
+    return sum(map(_operand_width, expr.args)) + joint * (len(expr.args) - 1)
+
+
+def _product_width(expr: MatMul) -> float:
+    factors = [a for a in expr.args if a.is_Matrix]
+    sign = 0.0 if len(factors) == len(expr.args) else 8.0
+    return sign + sum(map(_operand_width, factors)) + 2.0 * (len(factors) - 1)
+
+
+WIDTH: dict[type, Callable[[sp.Basic], float]] = {
+    MatrixSymbol: lambda e: _PARAMETER_PT if split_name(e)[1] is None else _INDEXED_PT,
+    Transpose: lambda e: _width(e.arg) + 4.0,
+    MatAdd: lambda e: _joined_width(e, _PLUS_PT),
+    HadamardProduct: lambda e: _joined_width(e, _ODOT_PT),
+    MatMul: _product_width,
+    Elementwise: lambda e: 2 * _width(e.arg) + 25.0,
+}
+"""Each node type's printed width in display math (pt), from its operands'."""
 
 
 def _operand_width(expr: sp.Basic) -> float:
